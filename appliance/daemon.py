@@ -1,0 +1,134 @@
+"""``bulwarkd``: the job workers and the scheduler, in one process.
+
+The daemon writes a heartbeat to the database so that ``bulwark status`` and the web UI (other
+processes) can tell whether it is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import appliance.disks.pool  # noqa: F401  (registers the pool.scrub job kind)
+from appliance.disks import pool as pool_service
+from appliance.jobs import queue
+from appliance.jobs.worker import Worker
+from appliance.store import Store
+from appliance.system.errors import BulwarkError
+from appliance.system.runner import Runner
+from appliance.zfs import pools
+from appliance.zfs.host import ZfsHost
+
+log = logging.getLogger("bulwark.daemon")
+
+HEARTBEAT_KEY = "daemon.heartbeat"
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_STALE = 30.0
+
+
+@dataclass
+class PeriodicTask:
+    name: str
+    interval: float
+    fn: Callable[[], None]
+    next_run: float = 0.0  # monotonic; 0 = run at start
+
+
+@dataclass
+class Daemon:
+    store: Store
+    zfs: ZfsHost
+    pool_name: str
+    runner: Runner
+    workers: int = 2
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    started_at: float = 0.0
+
+    def tasks(self) -> list[PeriodicTask]:
+        return [
+            PeriodicTask("heartbeat", HEARTBEAT_SECONDS, self.heartbeat),
+            PeriodicTask("pool.sample", 300.0, self.sample_pool),
+        ]
+
+    def heartbeat(self) -> None:
+        self.store.set_setting(
+            HEARTBEAT_KEY,
+            {
+                "pid": os.getpid(),
+                "at": time.time(),
+                "started_at": self.started_at,
+                "running_commands": [c.to_dict() for c in self.runner.running()],
+            },
+        )
+
+    def sample_pool(self) -> None:
+        pool_service.record_sample(self.store, pools.get_pool(self.zfs, self.pool_name))
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        recovered = queue.recover(self.store)
+        if recovered:
+            log.warning("recovered %d interrupted job(s): %s", len(recovered), recovered)
+        for i in range(self.workers):
+            worker = Worker(i, self.store, self.zfs, self.stop_event, self.wake)
+            worker.start()
+            self._threads.append(worker)
+        scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
+        scheduler.start()
+        self._threads.append(scheduler)
+        log.info("bulwarkd started: %d workers, pool %s", self.workers, self.pool_name)
+
+    def _schedule(self) -> None:
+        tasks = self.tasks()
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                for task in tasks:
+                    if now >= task.next_run:
+                        task.next_run = now + task.interval
+                        try:
+                            task.fn()
+                        except BulwarkError as exc:
+                            log.warning("periodic task %s failed: %s", task.name, exc)
+                        except Exception:
+                            log.exception("periodic task %s crashed", task.name)
+                wait = min(t.next_run for t in tasks) - time.monotonic()
+                self.stop_event.wait(max(0.05, wait))
+        finally:
+            self.store.close_thread()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every thread to stop and wait for them; running jobs are left to be recovered."""
+        self.stop_event.set()
+        self.wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("thread %s did not stop in time", thread.name)
+        self._threads.clear()
+        self.store.set_setting(HEARTBEAT_KEY, {"pid": os.getpid(), "at": 0, "stopped_at": time.time()})
+        log.info("bulwarkd stopped")
+
+    def running_jobs(self) -> list[int]:
+        return [t.current for t in self._threads if isinstance(t, Worker) and t.current is not None]
+
+
+def daemon_state(store: Store) -> dict[str, object]:
+    """What other processes know of the daemon: running or not, since when."""
+    beat = store.get_setting(HEARTBEAT_KEY) or {}
+    at = float(beat.get("at") or 0)
+    alive = at > 0 and time.time() - at < HEARTBEAT_STALE
+    return {
+        "running": alive,
+        "pid": beat.get("pid") if alive else None,
+        "started_at": beat.get("started_at") if alive else None,
+        "last_heartbeat": at or None,
+        "running_commands": beat.get("running_commands", []) if alive else [],
+    }

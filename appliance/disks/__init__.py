@@ -1,0 +1,1 @@
+"""Disks and pool health: pool state, scrubs, capacity history."""

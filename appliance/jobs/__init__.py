@@ -1,0 +1,1 @@
+"""Durable jobs: the queue, job kinds, workers."""

@@ -1,0 +1,165 @@
+"""``bulwark run``: the whole appliance in the foreground — bulwarkd in this process, the web UI under
+gunicorn (HTTPS) as a supervised child. SIGINT/SIGTERM stop everything cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from appliance import provision
+from appliance.daemon import Daemon
+from appliance.store import Store
+from appliance.system.errors import BulwarkError, Busy
+from appliance.system.paths import Paths
+from appliance.system.runner import LocalRunner, Service
+
+log = logging.getLogger("bulwark.server")
+
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+
+
+class WebFailed(BulwarkError):
+    """The web server stopped repeatedly ({} times within {} s); giving up."""
+
+    code = "web_failed"
+    hint = "Read the gunicorn errors above; a broken TLS certificate or a busy port are the usual causes."
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    port: int
+    bind: str = "0.0.0.0"  # noqa: S104 - the appliance serves its LAN
+    workers: int = 2
+
+
+def check_port_free(bind: str, port: int) -> None:
+    """Fail early, with a clear message, if the port is taken."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise Busy(f"port {port} on {bind} ({exc.strerror}); choose another with --port") from exc
+            raise
+
+
+def gunicorn_argv(paths: Paths, opts: WebOptions) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"[{opts.bind}]:{opts.port}" if ":" in opts.bind else f"{opts.bind}:{opts.port}",
+        "--workers",
+        str(opts.workers),
+        "--certfile",
+        str(paths.tls_cert),
+        "--keyfile",
+        str(paths.tls_key),
+        "--access-logfile",
+        str(paths.log_dir / "access.log"),
+        "--error-logfile",
+        "-",
+        "--log-level",
+        "warning",
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        "10",
+        "--forwarded-allow-ips",
+        "",
+        "webui.wsgi:app",
+    ]
+
+
+def start_web(runner: LocalRunner, paths: Paths, opts: WebOptions) -> Service:
+    return runner.spawn(
+        gunicorn_argv(paths, opts),
+        env={"BULWARK_DATA_DIR": str(paths.data_dir)},
+        inherit_env=True,
+        stderr=sys.stderr.fileno(),
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+
+
+def wait_until_listening(port: int, proc: Service, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, announce: bool = True) -> int:
+    """Run until SIGINT/SIGTERM. Returns the exit status."""
+    paths.require_initialized()
+    store = Store.open(paths.db)
+    config = provision.load_settings(paths, store)
+    web_opts = opts or WebOptions(port=config.web_port)
+    check_port_free(web_opts.bind, web_opts.port)
+    zfs, how = provision.connect_zfs(paths, runner)
+    pool = provision.bring_pool_online(paths, zfs, config)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    daemon = Daemon(store=store, zfs=zfs, pool_name=config.pool.name, runner=runner)
+    web: Service | None = None
+    try:
+        daemon.start()
+        web = start_web(runner, paths, web_opts)
+        if not wait_until_listening(web_opts.port, web):
+            raise WebFailed(1, 30)
+        (paths.run_dir / "bulwark.pid").write_text(str(os.getpid()))
+        if announce:
+            print(
+                f"Bulwark is running: https://{config.hostname}:{web_opts.port}/ "
+                f"(also https://127.0.0.1:{web_opts.port}/)",
+                flush=True,
+            )
+            print(
+                f"Pool {pool.name}: {pool.health} on {zfs.caps.implementation} ({how}). Press Ctrl-C to stop.",
+                flush=True,
+            )
+        restarts: list[float] = []
+        while not stop.wait(0.5):
+            if web.poll() is not None:
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+                if len(restarts) > RESTART_LIMIT:
+                    raise WebFailed(len(restarts), int(RESTART_WINDOW))
+                log.error("web server exited with status %s; restarting it", web.proc.returncode)
+                web = start_web(runner, paths, web_opts)
+        return 0
+    finally:
+        if web is not None:
+            web.stop(timeout=15)
+        daemon.stop()
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            (paths.run_dir / "bulwark.pid").unlink()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        if announce:
+            print("Bulwark stopped.", flush=True)

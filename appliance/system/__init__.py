@@ -1,0 +1,1 @@
+"""The appliance's base: the one command runner, errors, paths and settings."""

@@ -1,0 +1,43 @@
+"""User holds on snapshots: a held snapshot cannot be destroyed by anyone (immutability, pins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.zfs import names, snapshots
+from appliance.zfs.host import ZfsHost, split_rows
+
+
+@dataclass(frozen=True)
+class Hold:
+    snapshot: str
+    tag: str
+    created: int  # epoch seconds
+
+
+def hold(host: ZfsHost, snapshot: str, tag: str) -> None:
+    host.zfs("hold", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+
+
+def release(host: ZfsHost, snapshot: str, tag: str) -> None:
+    host.zfs("release", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+
+
+def hold_count(host: ZfsHost, snapshot: str) -> int:
+    """How many holds a snapshot has (works everywhere: the ``userrefs`` property)."""
+    return snapshots.get_snapshot(host, snapshot).holds
+
+
+def parse_holds(rows: list[list[str]]) -> list[Hold]:
+    """Rows of ``zfs holds -H -p``: name, tag, timestamp."""
+    out = []
+    for name, tag, created in rows:
+        out.append(Hold(name, tag, int(created) if created.isdigit() else 0))
+    return out
+
+
+def list_holds(host: ZfsHost, snapshot: str) -> list[Hold]:
+    """The tags holding a snapshot. OpenZFS only: zfs-fuse cannot list them (``Unsupported``)."""
+    host.caps.require("holds_list")
+    result = host.zfs("holds", "-H", "-p", names.snapshot_name(snapshot), subject=snapshot)
+    return parse_holds(split_rows(result, 3))

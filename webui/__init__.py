@@ -1,0 +1,60 @@
+"""Bulwark's web UI: a Flask app factory with one blueprint per area."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from jinja2 import StrictUndefined
+
+from appliance.store import Store
+from appliance.system.paths import Paths
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` may set ``DATA_DIR`` (else ``BULWARK_DATA_DIR``/the default) and any
+    Flask setting; tests pass ``TESTING`` and get ``StrictUndefined`` templates."""
+    app = Flask(__name__)
+    cfg = dict(config or {})
+    paths = Paths.resolve(cfg.pop("DATA_DIR", None))
+    paths.require_initialized()
+    app.config.update(
+        SECRET_KEY=paths.secret_key.read_text().strip(),
+        SESSION_COOKIE_NAME="bulwark_session",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=8),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.config.update(cfg)
+    if app.testing:
+        app.jinja_env.undefined = StrictUndefined
+    app.extensions["bulwark.paths"] = paths
+    app.extensions["bulwark.store"] = Store.open(paths.db)
+
+    from webui import auth, dashboard, errors, jobs
+
+    errors.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(jobs.bp)
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        )
+        if os.environ.get("BULWARK_NO_HSTS") != "1":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    return app

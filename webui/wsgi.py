@@ -1,0 +1,5 @@
+"""The WSGI entry point for gunicorn: ``webui.wsgi:app``."""
+
+from webui import create_app
+
+app = create_app()
