@@ -48,12 +48,11 @@ apt_install() {
 }
 
 python_env() {
-  local extras="$1"
   if [ ! -x "$venv/bin/python" ]; then
     say "creating the virtualenv"
     "$python" -m venv "$venv"
   fi
-  local stamp="$venv/.installed-$extras"
+  local stamp="$venv/.installed"
   if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing Python packages (pinned in requirements.lock)"
     "$venv/bin/pip" install -q --upgrade 'pip==25.3'
@@ -76,14 +75,14 @@ web_assets() {
 setup() {
   need_root
   apt_install "${run_packages[@]}" "$@"
-  python_env "${extras:-run}"
+  python_env
   web_assets
 }
 
 cmd="${1:-}"
 case "$cmd" in
   up)
-    extras=run setup
+    setup
     data_dir="${BULWARK_DATA_DIR:-/var/lib/bulwark}"
     if [ ! -f "$data_dir/bulwark.db" ]; then
       say "initializing the appliance in $data_dir (file-backed pool on zfs-fuse)"
@@ -93,7 +92,7 @@ case "$cmd" in
     exec "$venv/bin/bulwark" --data-dir "$data_dir" run ${BULWARK_PORT:+--port "$BULWARK_PORT"}
     ;;
   test)
-    extras=test setup "${test_packages[@]}"
+    setup "${test_packages[@]}"
     say "lint (ruff)"
     "$venv/bin/ruff" check .
     "$venv/bin/ruff" format --check .
@@ -104,7 +103,7 @@ case "$cmd" in
     exec "$venv/bin/pytest" tests ${PYTEST_ARGS:-}
     ;;
   setup)
-    extras=test setup "${test_packages[@]}"
+    setup "${test_packages[@]}"
     ;;
   *)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

@@ -24,7 +24,7 @@ from appliance.jobs import base as jobs_base
 from appliance.jobs import queue
 from appliance.store import Store
 from appliance.system import logs, settings
-from appliance.system.errors import BulwarkError
+from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.paths import Paths
 from appliance.system.runner import local_runner
 from appliance.zfs import units
@@ -85,6 +85,7 @@ def cmd_init(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    paths.require_initialized()  # before the log file, which would create the data dir
     logs.configure(args.log_level or "INFO", paths.log_dir / "bulwark.log")
     store = _open_store(paths)
     try:
@@ -95,8 +96,21 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     return server.serve(paths, local_runner(), opts)
 
 
+def cmd_web(args: argparse.Namespace, paths: Paths) -> int:
+    """The web UI alone under gunicorn (the systemd unit's entry point)."""
+    logs.configure(args.log_level or "INFO")
+    store = _open_store(paths)
+    try:
+        config = provision.load_settings(paths, store)
+    finally:
+        store.close()
+    opts = server.WebOptions(port=args.port or config.web_port, bind=args.bind, workers=args.web_workers)
+    return server.serve_web_only(paths, local_runner(), opts)
+
+
 def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:
     """bulwarkd alone (the systemd unit's entry point; the web UI runs in its own unit)."""
+    paths.require_initialized()  # before the log file, which would create the data dir
     logs.configure(args.log_level or "INFO", paths.log_dir / "bulwarkd.log")
     store = _open_store(paths)
     config = provision.load_settings(paths, store)
@@ -349,6 +363,8 @@ def _port(text: str) -> int:
         return settings.check_port(int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    except InvalidInput as exc:  # argparse reports only its own error types; anything else is a traceback
+        raise argparse.ArgumentTypeError(str(exc.args[0])) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("run", cmd_run, "run the appliance in the foreground (daemon + web UI); Ctrl-C stops it")
+    p.add_argument("--port", type=_port, help="HTTPS port (default: the one set at init, 8443)")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
+    p.add_argument("--web-workers", type=int, default=2)
+
+    p = add("web", cmd_web, "run the web UI alone under gunicorn, for the systemd unit")
     p.add_argument("--port", type=_port, help="HTTPS port (default: the one set at init, 8443)")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
     p.add_argument("--web-workers", type=int, default=2)

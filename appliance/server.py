@@ -163,3 +163,26 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
         signal.signal(signal.SIGTERM, old_term)
         if announce:
             print("Bulwark stopped.", flush=True)
+
+
+def serve_web_only(paths: Paths, runner: LocalRunner, opts: WebOptions) -> int:
+    """The web UI alone (systemd's bulwark-web.service; bulwarkd runs in its own unit)."""
+    paths.require_initialized()
+    check_port_free(opts.bind, opts.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    web = start_web(runner, paths, opts)
+    try:
+        while not stop.wait(0.5):
+            if web.poll() is not None:
+                return web.proc.returncode or 1
+        return 0
+    finally:
+        web.stop(timeout=15)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)

@@ -69,7 +69,8 @@ def _throttled(key: tuple[str, str]) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Browsers read "/\host" as "//host", and drop tabs and newlines (so "/<TAB>/host" is "//host" too).
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable():
         return target
     return url_for("dashboard.index")
 

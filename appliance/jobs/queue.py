@@ -311,14 +311,19 @@ def mark_cancelled(store: Store, job_id: int) -> None:
 
 
 def recover(store: Store, reason: str = "the daemon stopped while it ran") -> list[int]:
-    """At daemon start: every job still ``running`` was interrupted. Requeue those with attempts left,
-    mark the others ``interrupted``. Returns the ids handled."""
+    """At daemon start: every job still ``running`` was interrupted. Cancel those whose cancel was asked
+    for, requeue those with attempts left, mark the others ``interrupted``. Returns the ids handled."""
     now = time.time()
     handled = []
     with store.write() as conn:
-        for row in conn.execute("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running'").fetchall():
+        for row in conn.execute(
+            "SELECT id, attempts, max_attempts, cancel_requested FROM jobs WHERE state = 'running'"
+        ).fetchall():
             handled.append(row["id"])
-            if row["attempts"] < row["max_attempts"]:
+            if row["cancel_requested"]:  # someone asked it to stop: do not start it again
+                conn.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", (now, row["id"]))
+                message = f"interrupted ({reason}); cancelled as requested"
+            elif row["attempts"] < row["max_attempts"]:
                 conn.execute("UPDATE jobs SET state = 'queued', not_before = NULL WHERE id = ?", (row["id"],))
                 message = f"interrupted ({reason}); queued again"
             else:

@@ -103,7 +103,7 @@ class OutOfSpace(BulwarkError):
 class ExternalCommandError(BulwarkError):
     """A system program failed: {}"""
 
-    code = "command_failed"
+    code = "external_command_error"
     exit_status = 8
     http_status = 502
 

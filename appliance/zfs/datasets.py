@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from appliance.system.errors import InvalidInput, UnexpectedOutput
 from appliance.zfs import names, properties, units
+from appliance.zfs.capabilities import ZFS_FUSE
 from appliance.zfs.errors import DatasetNotFound
 from appliance.zfs.host import ZfsHost, split_rows
 from appliance.zfs.properties import PropertyMap
@@ -71,8 +72,8 @@ def _int(props: PropertyMap, key: str, name: str) -> int:
     return int(value)
 
 
-def from_properties(name: str, props: PropertyMap) -> Dataset:
-    """Build a :class:`Dataset` from ``zfs get -H -p`` values."""
+def from_properties(name: str, props: PropertyMap, implementation: str | None = None) -> Dataset:
+    """Build a :class:`Dataset` from ``zfs get -H -p`` values (of ``implementation``, when known)."""
     missing = [k for k in DATASET_PROPS if k not in props]
     if missing:
         raise UnexpectedOutput("zfs get", f"{name}: missing {', '.join(missing)}")
@@ -92,9 +93,17 @@ def from_properties(name: str, props: PropertyMap) -> Dataset:
         quota=units.parse_optional_size(props["quota"].value, what="quota"),
         refquota=units.parse_optional_size(props["refquota"].value, what="refquota"),
         compression=props["compression"].value,
-        readonly=props["readonly"].value == "on",
+        readonly=_readonly(props["readonly"], implementation),
         user=properties.user_properties(props),
     )
+
+
+def _readonly(prop: properties.Property, implementation: str | None) -> bool:
+    # A mounted zfs-fuse filesystem with readonly=on reads back as "off" from source "temporary" (its FUSE
+    # mount is rw; zfs-fuse refuses the writes itself). On OpenZFS "temporary" is a real mount option.
+    if implementation == ZFS_FUSE and prop.source == "temporary":
+        return True
+    return prop.value == "on"
 
 
 def list_names(host: ZfsHost, root: str, *, recursive: bool = True, kinds: str = "filesystem,volume") -> list[str]:
@@ -115,14 +124,14 @@ def list_datasets(
         wanted = ("all",)
     dataset_names = list_names(host, root, recursive=recursive)
     values = properties.get(host, dataset_names, wanted)
-    return [from_properties(n, values[n]) for n in dataset_names if n in values]
+    return [from_properties(n, values[n], host.caps.implementation) for n in dataset_names if n in values]
 
 
 def get_dataset(host: ZfsHost, name: str) -> Dataset:
     values = properties.get(host, [names.dataset_name(name)], ("all",))
     if name not in values:
         raise DatasetNotFound(name)
-    return from_properties(name, values[name])
+    return from_properties(name, values[name], host.caps.implementation)
 
 
 def exists(host: ZfsHost, name: str) -> bool:
@@ -162,7 +171,7 @@ def destroy(host: ZfsHost, name: str, *, recursive: bool = False) -> None:
     args = ["destroy"]
     if recursive:
         args.append("-r")
-    host.zfs(*args, name, subject=name, timeout=600)
+    host.retry_spurious_busy(lambda: host.zfs(*args, name, subject=name, timeout=600))
 
 
 def set_quota(host: ZfsHost, name: str, quota: int | None, *, ref: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.zfs import names, snapshots
+from appliance.zfs.errors import HoldExists, HoldNotFound
 from appliance.zfs.host import ZfsHost, split_rows
 
 
@@ -16,11 +17,17 @@ class Hold:
 
 
 def hold(host: ZfsHost, snapshot: str, tag: str) -> None:
-    host.zfs("hold", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+    try:
+        host.zfs("hold", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+    except HoldExists as exc:  # (the stderr names the snapshot, not the tag)
+        raise HoldExists(snapshot, tag) from exc
 
 
 def release(host: ZfsHost, snapshot: str, tag: str) -> None:
-    host.zfs("release", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+    try:
+        host.zfs("release", names.hold_tag(tag), names.snapshot_name(snapshot), subject=snapshot)
+    except HoldNotFound as exc:  # (OpenZFS's stderr does not name the tag)
+        raise HoldNotFound(snapshot, tag) from exc
 
 
 def hold_count(host: ZfsHost, snapshot: str) -> int:
@@ -39,5 +46,7 @@ def parse_holds(rows: list[list[str]]) -> list[Hold]:
 def list_holds(host: ZfsHost, snapshot: str) -> list[Hold]:
     """The tags holding a snapshot. OpenZFS only: zfs-fuse cannot list them (``Unsupported``)."""
     host.caps.require("holds_list")
+    # The output parses as recorded from OpenZFS 'zfs holds -H -p -r'; this exact command (without -r) is
+    # not yet verified against real OpenZFS.
     result = host.zfs("holds", "-H", "-p", names.snapshot_name(snapshot), subject=snapshot)
     return parse_holds(split_rows(result, 3))

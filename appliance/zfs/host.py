@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from appliance.system.errors import CommandFailed, UnexpectedOutput
 from appliance.system.runner import DEFAULT_TIMEOUT, CommandResult, Runner
 from appliance.zfs import capabilities
-from appliance.zfs.capabilities import Capabilities
-from appliance.zfs.errors import classify
+from appliance.zfs.capabilities import ZFS_FUSE, Capabilities
+from appliance.zfs.errors import DatasetBusy, classify
+
+# zfs-fuse unmounts asynchronously: 'zfs destroy' of a mounted filesystem unmounts it and then finds it
+# still "busy", and 'zpool destroy' right after a create or an import can find the pool "busy" while its
+# mounts settle. Nothing is holding it: the same command succeeds when tried again (once per level of
+# mounted descendants). A refusal of the unmount itself ("umount failed") is a real busy and not retried.
+FUSE_BUSY_ATTEMPTS = 10
+_FUSE_SPURIOUS_BUSY = re.compile(r"^cannot destroy '[^']*': (dataset|pool) is busy$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,22 @@ class ZfsHost:
 
     def zpool(self, *args: str, subject: str = "", timeout: float | None = DEFAULT_TIMEOUT) -> CommandResult:
         return self._run(["zpool", *args], subject, None, timeout)
+
+    def retry_spurious_busy(self, call: Callable[[], CommandResult]) -> CommandResult:
+        """Run ``call`` (a destroy); on zfs-fuse, try again while it fails only because a mount is
+        still settling (see ``FUSE_BUSY_ATTEMPTS``)."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except DatasetBusy as exc:
+                cause = exc.__cause__
+                stderr = cause.stderr if isinstance(cause, CommandFailed) else ""
+                spurious = self.caps.implementation == ZFS_FUSE and _FUSE_SPURIOUS_BUSY.search(stderr)
+                if not spurious or attempt >= FUSE_BUSY_ATTEMPTS:
+                    raise
+            time.sleep(0.01 * attempt)
+            attempt += 1
 
     def _run(self, argv: list[str], subject: str, input: bytes | None, timeout: float | None) -> CommandResult:
         try:

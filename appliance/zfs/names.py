@@ -20,7 +20,8 @@ _SNAPSHOT_RE = re.compile(rf"(?P<ds>[^@]+)@(?P<snap>{_COMPONENT})")
 _NATIVE_PROP_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _USER_PROP_RE = re.compile(r"bulwark:[a-z0-9][a-z0-9_.:-]{0,127}")
 _HOLD_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-_RESERVED_POOL = re.compile(r"(mirror|raidz\d?|draid\d?|spare|log|cache|special|dedup|c\d.*)")
+# 'zpool create' refuses names that merely begin with mirror, raidz, draid or spare ("name is reserved").
+_RESERVED_POOL = re.compile(r"(mirror|raidz|draid|spare).*|log|cache|special|dedup|c\d.*")
 USER_NAMESPACE = "bulwark:"
 MAX_USER_VALUE = 8191
 
@@ -30,7 +31,7 @@ def _describe(value: object) -> str:
 
 
 def pool_name(name: str) -> str:
-    """A pool name: a letter, then letters, digits, ``_ . -``; not a vdev keyword."""
+    """A pool name: a letter, then letters, digits, ``_ . -``; not a vdev keyword (nor begins with one)."""
     if not isinstance(name, str) or not _POOL_RE.fullmatch(name) or _RESERVED_POOL.fullmatch(name):
         raise InvalidInput(
             f"pool name {_describe(name)} must start with a letter and contain only letters, digits, "

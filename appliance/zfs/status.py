@@ -123,6 +123,10 @@ def _parse_date(text: str) -> float | None:
         return None
 
 
+# Verified on recordings (tests/data): every zfs-fuse form below (finished scrub and resilver, scrub in
+# progress, scrub stopped) and OpenZFS's finished scrub ("scrub repaired … in … with 0 errors on …").
+# Not yet verified against real OpenZFS: "resilvered …", "… in progress since …" with its continuation
+# lines, "… canceled on …", and the logs/cache/spares/special/dedup groups (seen on zfs-fuse only).
 _FUSE_DONE = re.compile(r"(scrub|resilver) completed after \S+ with (\d+) errors on (.+)")
 _FUSE_RUNNING = re.compile(r"(scrub|resilver) in progress for \S+, ([\d.]+)% done, .*")
 _FUSE_STOPPED = re.compile(r"(scrub|resilver) stopped after \S+ with (\d+) errors on (.+)")

@@ -9,14 +9,15 @@ Leaving the ``with`` block waits for the process and raises the typed error if i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from appliance.system.errors import CommandFailed, InvalidInput
-from appliance.system.runner import PIPE
+from appliance.system.runner import PIPE, Stream
 from appliance.zfs import names, properties
-from appliance.zfs.errors import classify
+from appliance.zfs.errors import InvalidStream, classify
 from appliance.zfs.host import ZfsHost
 
 
@@ -157,10 +158,26 @@ def replicate(
                     # The receiver owns the pipe now; close our copy so a dead receiver stops the sender.
                     sender.stdout.close()
             except CommandFailed as exc:
+                error = classify(exc, target)
+                cause = _sender_failure(sender, send_cmd) if isinstance(error, InvalidStream) else None
                 sender.kill()
-                raise classify(exc, target) from exc
+                if cause is not None:
+                    raise classify(cause, snapshot) from exc
+                raise error from exc
     except CommandFailed as exc:
         _reraise(exc, snapshot)
+
+
+def _sender_failure(sender: Stream, argv: Sequence[str]) -> CommandFailed | None:
+    """The sender's own failure, when the receiver saw an empty or short stream because of it (an
+    incremental base that does not exist, a read error) rather than going away first."""
+    try:
+        code = sender.proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        return None
+    if code <= 0:
+        return None
+    return CommandFailed(argv, code, sender.stderr_text())
 
 
 def resume_token(host: ZfsHost, dataset: str) -> str | None:
