@@ -84,28 +84,26 @@ def cmd_init(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
-    paths.require_initialized()  # before the log file, which would create the data dir
-    logs.configure(args.log_level or "INFO", paths.log_dir / "bulwark.log")
+def _web_options(args: argparse.Namespace, paths: Paths) -> server.WebOptions:
     store = _open_store(paths)
     try:
         config = provision.load_settings(paths, store)
     finally:
         store.close()
-    opts = server.WebOptions(port=args.port or config.web_port, bind=args.bind, workers=args.web_workers)
-    return server.serve(paths, local_runner(), opts)
+    return server.WebOptions(port=args.port or config.web_port, bind=args.bind, workers=args.web_workers)
+
+
+def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    paths.require_initialized()  # before the log file, which would create the data dir
+    logs.configure(args.log_level or "INFO", paths.log_dir / "bulwark.log")
+    return server.serve(paths, local_runner(), _web_options(args, paths))
 
 
 def cmd_web(args: argparse.Namespace, paths: Paths) -> int:
     """The web UI alone under gunicorn (the systemd unit's entry point)."""
+    paths.require_initialized()
     logs.configure(args.log_level or "INFO")
-    store = _open_store(paths)
-    try:
-        config = provision.load_settings(paths, store)
-    finally:
-        store.close()
-    opts = server.WebOptions(port=args.port or config.web_port, bind=args.bind, workers=args.web_workers)
-    return server.serve_web_only(paths, local_runner(), opts)
+    return server.serve_web_only(paths, local_runner(), _web_options(args, paths))
 
 
 def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:
