@@ -131,11 +131,59 @@ _V2_ROWS = [
     ),
 ]
 
+_WEB_SECURITY_ROWS = [
+    *_V2_ROWS,
+    Row(
+        "users",
+        {
+            "id": 3,
+            "username": "tina",
+            "password_hash": "x",
+            "role": "operator",
+            "must_change_password": 0,
+            "created_at": 3.0,
+            "updated_at": 3.0,
+            "totp_secret": "JBSWY3DPEHPK3PXP",
+            "totp_last_step": 59000000,
+            "disabled": 0,
+        },
+    ),
+    Row(
+        "sessions",
+        {
+            "id": "ab" * 32,
+            "user_id": 1,
+            "created_at": 60.0,
+            "last_seen_at": 61.0,
+            "expires_at": 9e9,
+            "address": "192.0.2.7",
+            "remote": 1,
+            "mfa_done": 0,
+            "user_agent": "test",
+        },
+    ),
+    Row(
+        "api_tokens",
+        {
+            "id": 1,
+            "name": "monitoring",
+            "secret_hash": "cd" * 32,
+            "role": "viewer",
+            "created_by": "user:admin",
+            "created_at": 70.0,
+            "expires_at": None,
+        },
+    ),
+    Row("login_failures", {"id": 1, "username": "admin", "address": "192.0.2.9", "at": 80.0}),
+    Row("audit", {"id": 3, "at": 3.0, "actor": "user:tina", "action": "login", "details": "{}", "address": "192.0.2.7"}),
+]
+
 # Version → rows valid in a database at exactly that version (version 0 is an empty database).
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
     2: _V2_ROWS,
+    3: _WEB_SECURITY_ROWS,
 }
 
 
