@@ -178,12 +178,97 @@ _WEB_SECURITY_ROWS = [
     Row("audit", {"id": 3, "at": 3.0, "actor": "user:tina", "action": "login", "details": "{}", "address": "192.0.2.7"}),
 ]
 
+_CLIENT_ROWS = [
+    Row(
+        "clients",
+        {
+            "name": "acme-fs1",
+            "uuid": "0b5e7c1e-7d0f-4a53-9b8e-3f0f6a1c2d4e",
+            "dataset": "tank/clients/acme-fs1",
+            "kind": "both",
+            "state": "active",
+            "quota_bytes": 10 << 30,
+            "rpo_seconds": 3600,
+            "schedule": "every 1h",
+            "backup_window": "mon-fri 20:00-06:00",
+            "retention": "last=24,daily=7,weekly=4,monthly=12,yearly=3",
+            "lock_seconds": 7 * 86400,
+            "notes": "file server, 2nd floor",
+            "created_at": 60.0,
+            "updated_at": 61.0,
+        },
+    ),
+    Row(
+        "clients",
+        {
+            "name": "old-pc",
+            "uuid": "5d1f2f64-4b1c-4c0e-8a55-0a2f0a9a7e11",
+            "dataset": "tank/clients/old-pc",
+            "kind": "smb",
+            "state": "removed",
+            "quota_bytes": None,
+            "rpo_seconds": 86400,
+            "schedule": "off",
+            "backup_window": None,
+            "retention": "last=7",
+            "created_at": 62.0,
+            "updated_at": 63.0,
+        },
+    ),
+    Row("client_schedule_runs", {"client": "acme-fs1", "last_fire": 3600.0, "last_job_id": 4, "updated_at": 3601.0}),
+    Row(
+        "browse_sessions",
+        {
+            "id": "k3J9x",
+            "client": "acme-fs1",
+            "point": "tank/clients/acme-fs1/share@bw-20260126T143400Z-manual",
+            "clone": "tank/browse/k3J9x",
+            "mountpoint": "/var/lib/bulwark/mnt/tank/browse/k3J9x",
+            "created_by": "user:admin",
+            "created_at": 70.0,
+            "last_used_at": 71.0,
+            "expires_at": 1870.0,
+        },
+    ),
+    Row(
+        "alerts",
+        {
+            "id": 1,
+            "key": "rpo:acme-fs1",
+            "level": "warning",
+            "category": "rpo",
+            "subject": "client:acme-fs1",
+            "message": "no recovery point for 2 h (target 1 h)",
+            "state": "active",
+            "raised_at": 80.0,
+            "last_seen_at": 90.0,
+            "count": 3,
+        },
+    ),
+    Row(
+        "alerts",
+        {
+            "id": 2,
+            "key": "rpo:acme-fs1",
+            "level": "warning",
+            "category": "rpo",
+            "subject": "client:acme-fs1",
+            "message": "old",
+            "state": "cleared",
+            "raised_at": 10.0,
+            "last_seen_at": 20.0,
+            "cleared_at": 30.0,
+        },
+    ),
+]
+
 # Version → rows valid in a database at exactly that version (version 0 is an empty database).
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
     2: _V2_ROWS,
     3: _WEB_SECURITY_ROWS,
+    4: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS],
 }
 
 
