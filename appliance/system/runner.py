@@ -81,8 +81,31 @@ class RunningCommand:
         }
 
 
+class StreamHandle(Protocol):
+    """A command started by :meth:`Runner.stream`: its pipes, and how to stop or wait for it."""
+
+    argv: tuple[str, ...]
+
+    @property
+    def stdin(self) -> IO[bytes]: ...
+
+    @property
+    def stdout(self) -> IO[bytes]: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    def stderr_text(self) -> str: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit status once it has ended, or None if it is still running after ``timeout`` seconds."""
+        ...
+
+
 class Runner(Protocol):
-    """What drivers need from the operating system."""
+    """What drivers need from the operating system (this machine, or another one such as a test VM)."""
 
     def run(
         self,
@@ -102,7 +125,7 @@ class Runner(Protocol):
         stdout: IO[bytes] | int | None = None,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> contextlib.AbstractContextManager[Stream]: ...
+    ) -> contextlib.AbstractContextManager[StreamHandle]: ...
 
     def running(self) -> list[RunningCommand]: ...
 
@@ -190,6 +213,12 @@ class Stream:
 
     def kill(self) -> None:
         _kill_group(self.proc)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
 
 class Service:

@@ -9,13 +9,12 @@ Leaving the ``with`` block waits for the process and raises the typed error if i
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from appliance.system.errors import CommandFailed, InvalidInput
-from appliance.system.runner import PIPE, Stream
+from appliance.system.runner import PIPE, StreamHandle
 from appliance.zfs import names, properties
 from appliance.zfs.errors import InvalidStream, classify
 from appliance.zfs.host import ZfsHost
@@ -168,14 +167,11 @@ def replicate(
         _reraise(exc, snapshot)
 
 
-def _sender_failure(sender: Stream, argv: Sequence[str]) -> CommandFailed | None:
+def _sender_failure(sender: StreamHandle, argv: Sequence[str]) -> CommandFailed | None:
     """The sender's own failure, when the receiver saw an empty or short stream because of it (an
     incremental base that does not exist, a read error) rather than going away first."""
-    try:
-        code = sender.proc.wait(timeout=1)
-    except subprocess.TimeoutExpired:
-        return None
-    if code <= 0:
+    code = sender.wait(timeout=1)
+    if code is None or code <= 0:
         return None
     return CommandFailed(argv, code, sender.stderr_text())
 
