@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import appliance.clients.jobs  # noqa: F401  (registers the client.snapshot, client.prune, client.restore kinds)
 import appliance.disks.pool  # noqa: F401  (registers the pool.scrub job kind)
+from appliance.clients import browse, points, reconcile, rpo, scheduler
 from appliance.disks import pool as pool_service
 from appliance.jobs import queue
 from appliance.jobs.worker import Worker
@@ -28,6 +30,7 @@ log = logging.getLogger("bulwark.daemon")
 HEARTBEAT_KEY = "daemon.heartbeat"
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE = 30.0
+SCHEDULE_SECONDS = 20.0
 
 
 @dataclass
@@ -54,7 +57,25 @@ class Daemon:
         return [
             PeriodicTask("heartbeat", HEARTBEAT_SECONDS, self.heartbeat),
             PeriodicTask("pool.sample", 300.0, self.sample_pool),
+            PeriodicTask("clients.schedule", SCHEDULE_SECONDS, self.schedule_snapshots),
+            PeriodicTask("clients.rpo", 60.0, self.check_rpo),
+            PeriodicTask("clients.holds", 300.0, self.reconcile_holds),
+            PeriodicTask("browse.sweep", 60.0, self.sweep_browse_clones),
         ]
+
+    def check_rpo(self) -> None:
+        rpo.check_all(self.store, self.zfs)
+
+    def reconcile_holds(self) -> None:
+        """Release the holds of expired immutability locks; restore holds a crash left missing."""
+        points.reconcile_holds(self.store, self.zfs)
+
+    def sweep_browse_clones(self) -> None:
+        browse.sweep(self.store, self.zfs)
+
+    def schedule_snapshots(self) -> None:
+        if scheduler.tick(self.store):
+            self.wake.set()
 
     def heartbeat(self) -> None:
         self.store.set_setting(
@@ -75,6 +96,10 @@ class Daemon:
         recovered = queue.recover(self.store)
         if recovered:
             log.warning("recovered %d interrupted job(s): %s", len(recovered), recovered)
+        try:  # ZFS is the source of truth: re-derive clients, fix holds, drop stale clones
+            reconcile.on_daemon_start(self.store, self.zfs, recovered)
+        except BulwarkError as exc:
+            log.warning("reconciliation with ZFS failed (the periodic tasks retry parts of it): %s", exc)
         for i in range(self.workers):
             worker = Worker(i, self.store, self.zfs, self.stop_event, self.wake)
             worker.start()

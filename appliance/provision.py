@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import users
+from appliance.clients import reconcile as clients_reconcile
 from appliance.store import Store
 from appliance.system import settings, tls
 from appliance.system.errors import AlreadyExists, InvalidInput, NotInitialized
@@ -38,6 +39,7 @@ class InitResult:
     cert_fingerprint: str
     zfs: str  # "kernel", "zfs-fuse" or "started"
     implementation: str
+    imported_clients: tuple[str, ...] = ()  # clients found on an adopted pool
 
 
 def zfs_pidfile(paths: Paths) -> Path:
@@ -150,6 +152,9 @@ def initialize(
         )
         settings.save(store, config)
         store.audit("cli", "appliance.init", pool_name, created_pool=created, zfs=zfs.caps.implementation)
+        imported: tuple[str, ...] = ()
+        if not created:  # an adopted pool brings its clients: the database learns them from their properties
+            imported = tuple(clients_reconcile.reconcile(store, zfs, by="cli").clients.added)
     finally:
         store.close()
     return InitResult(
@@ -161,6 +166,7 @@ def initialize(
         cert_fingerprint=fingerprint,
         zfs=how,
         implementation=zfs.caps.implementation,
+        imported_clients=imported,
     )
 
 

@@ -6,6 +6,7 @@ Each area registers its job kinds with :func:`register`; ``bulwarkd``'s workers 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class JobContext:
         if force or now - self._last_progress >= PROGRESS_INTERVAL:
             self._last_progress = now
             queue.set_progress(self.store, self.job.id, done, total, text)
+
+    def remember(self, **values: Any) -> None:
+        """Add ``values`` to the job's parameters, durably, before doing what they describe: an attempt after
+        a crash finds them in ``self.job.params`` and continues instead of starting over."""
+        params = {**self.job.params, **values}
+        queue.update_params(self.store, self.job.id, params)
+        self.job = dataclasses.replace(self.job, params=params)
 
     def log(self, message: str, level: str = "info") -> None:
         queue.log(self.store, self.job.id, message, level)

@@ -215,6 +215,13 @@ def set_progress(store: Store, job_id: int, done: int | None, total: int | None,
         )
 
 
+def update_params(store: Store, job_id: int, params: dict[str, Any]) -> None:
+    """Replace a job's parameters while it runs: what a retried attempt must find, such as the name of the
+    snapshot it is about to take (an idempotency key written before the work it describes)."""
+    with store.write() as conn:
+        conn.execute("UPDATE jobs SET params = ? WHERE id = ?", (json.dumps(params), job_id))
+
+
 def log(store: Store, job_id: int, message: str, level: str = "info") -> None:
     with store.write() as conn:
         conn.execute(
