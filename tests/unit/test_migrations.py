@@ -175,7 +175,9 @@ _WEB_SECURITY_ROWS = [
         },
     ),
     Row("login_failures", {"id": 1, "username": "admin", "address": "192.0.2.9", "at": 80.0}),
-    Row("audit", {"id": 3, "at": 3.0, "actor": "user:tina", "action": "login", "details": "{}", "address": "192.0.2.7"}),
+    Row(
+        "audit", {"id": 3, "at": 3.0, "actor": "user:tina", "action": "login", "details": "{}", "address": "192.0.2.7"}
+    ),
 ]
 
 _CLIENT_ROWS = [
