@@ -110,6 +110,6 @@ def register(sub: Any) -> None:
     p.add_argument("point")
     p.add_argument("path", nargs="+")
     p.add_argument("-o", "--output", required=True, help="zip file to write ('-': standard output)")
-    p.add_argument("--compress", action="store_true", help="deflate the files (default: stored, fastest)")
+    p.add_argument("--compress", action="store_true", help="deflate the files (level 1; default: stored, the fastest)")
     p.add_argument("--force", action="store_true", help="replace the output file if it exists")
     p.add_argument("--json", action="store_true")

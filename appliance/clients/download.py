@@ -2,8 +2,9 @@
 
 The zip is written by :mod:`zipfile` to a sink that cannot seek, so every entry carries a data descriptor and
 ZIP64 records where sizes or offsets need them: there is no size cap, and memory stays bounded by one chunk
-whatever the size of the tree. Symbolic links are stored as links (as ``zip --symlinks`` does), never
-followed; devices, sockets and pipes are left out.
+whatever the size of the tree. Files are stored by default (the fastest: a recovery point holds mostly
+compressed or incompressible data); ``compress`` deflates them at level 1. Symbolic links are stored as
+links (as ``zip --symlinks`` does), never followed; devices, sockets and pipes are left out.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def zip_stream(
         tops.append((path, rel.rsplit("/", 1)[-1] if rel else ""))
     sink = _Sink()
     files = read_bytes = 0
-    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as zf:
+    with zipfile.ZipFile(sink, mode="w", allowZip64=True, compresslevel=1) as zf:
         for top, arc_top in tops:
             for path, arc, st in _walk(top, arc_top):
                 if not arc:  # the point's root itself
