@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance import alerts
 from appliance.cli.common import JobFailedError, add_command, add_group, open_store, print_json, progress_line
-from appliance.clients import points, removal, rpo, scheduler, service
+from appliance.clients import overview, removal, service
 from appliance.clients.errors import DaemonNotRunning
 from appliance.clients.model import ClientSettings
 from appliance.daemon import daemon_state
@@ -120,20 +120,6 @@ def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
         store.close()
 
 
-def _summary(store: Store, zfs: ZfsHost | None, name: str) -> dict[str, Any]:
-    client = service.get_client(store, name)
-    out: dict[str, Any] = {**client.to_dict(), "schedule_status": scheduler.status(store, name).to_dict()}
-    if zfs is not None:
-        try:
-            found = points.scan(zfs, client)
-            out["usage"] = service.usage(zfs, client).to_dict()
-            out["points"] = len(found.points)
-            out["rpo_status"] = rpo.evaluate(client, list(found.points), time.time()).to_dict()
-        except BulwarkError as exc:
-            out["error"] = exc.to_dict()
-    return out
-
-
 def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
     store = open_store(paths)
     try:
@@ -141,20 +127,18 @@ def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
             zfs: ZfsHost | None = zfs_host()
         except BulwarkError:
             zfs = None  # the list still shows what the database knows
-        rows = [_summary(store, zfs, c.name) for c in service.list_clients(store, include_removed=args.all)]
+        rows = [o.to_dict() for o in overview.overviews(store, zfs, include_removed=args.all)]
         if args.json:
             print_json(rows)
             return 0
         print(f"{'NAME':20} {'KIND':6} {'STATE':8} {'USED':>10} {'POINTS':>6}  {'RPO':14} RETENTION")
         for r in rows:
-            used = units.format_size(r["usage"]["used_bytes"]) if "usage" in r else "?"
-            status = r.get("rpo_status", {})
+            used = units.format_size(r["usage"]["used_bytes"]) if r["usage"] else "?"
+            status = r["rpo_status"] or {}
             age = status.get("age_seconds")
             rpo_text = f"{status.get('state', '?')}" + (f" {describe_age(age)}" if age is not None else "")
-            print(
-                f"{r['name']:20} {r['kind']:6} {r['state']:8} {used:>10} {r.get('points', '?')!s:>6}  "
-                f"{rpo_text:14} {r['retention']}"
-            )
+            points = "?" if r["points"] is None else str(r["points"])
+            print(f"{r['name']:20} {r['kind']:6} {r['state']:8} {used:>10} {points:>6}  {rpo_text:14} {r['retention']}")
         return 0
     finally:
         store.close()
@@ -163,7 +147,7 @@ def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_show(args: argparse.Namespace, paths: Paths) -> int:
     store = open_store(paths)
     try:
-        info = _summary(store, zfs_host(), args.name)
+        info = overview.overview(store, zfs_host(), args.name).to_dict()
         if args.json:
             print_json(info)
             return 0
@@ -174,7 +158,7 @@ def cmd_show(args: argparse.Namespace, paths: Paths) -> int:
         print(f"  next run:  {when(info['schedule_status']['next_run'])}")
         print(f"  retention: {info['retention']}")
         print(f"  lock:      {info['lock']}  RPO target: {format_duration(info['rpo_seconds'])}")
-        if "rpo_status" in info:
+        if info["rpo_status"] is not None:
             print(f"  RPO:       {info['rpo_status']['message']} [{info['rpo_status']['state']}]")
             print(f"  points:    {info['points']}, using {units.format_size(info['usage']['used_bytes'])}")
         if info["notes"]:

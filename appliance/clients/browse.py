@@ -10,16 +10,18 @@ says whom it belongs to even when the database does not know it (a pool imported
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.clients import points, service
+from appliance.clients import download, points, service
 from appliance.clients.errors import BrowseSessionNotFound, PathNotFound
 from appliance.clients.paths import clean_relative, resolve_inside
 from appliance.jobs import queue
@@ -33,6 +35,7 @@ log = logging.getLogger("bulwark.browse")
 
 BROWSE = "browse"
 SESSION_IDLE = 30 * 60
+KEEPALIVE = 60.0  # a running download refreshes its session this often
 CLONE_GRACE = 120.0  # a session row younger than this may still be waiting for its clone
 MAX_LISTING = 10_000
 P_OWNER = "bulwark:browse-owner"
@@ -315,3 +318,27 @@ def list_dir(root: Path, path: str = "") -> list[Entry]:
 def browse(store: Store, sid: str, path: str = "") -> list[Entry]:
     """List a folder of a session's point (and keep the session alive)."""
     return list_dir(touch(store, sid).root, path)
+
+
+def stream_file(store: Store, sid: str, path: str) -> download.FileDownload:
+    """One file of a session's point, as chunks (name and size known up front: a Content-Length)."""
+    got = download.read_file(touch(store, sid).root, path)
+    return download.FileDownload(got.name, got.size, got.mtime, _keeping_alive(store, sid, got.chunks))
+
+
+def stream_zip(store: Store, sid: str, paths: list[str], *, compress: bool = False) -> Iterator[bytes]:
+    """A zip of files and folders of a session's point, chunk by chunk, with no size cap. The paths are checked
+    before the first chunk; the session is kept alive while the download runs, however long it takes."""
+    session = touch(store, sid)
+    chunks = download.zip_stream(session.root, paths, compress=compress)
+    first = next(chunks, b"")  # raises here (UnsafePath, PathNotFound) rather than mid-download
+    return _keeping_alive(store, sid, itertools.chain([first], chunks))
+
+
+def _keeping_alive(store: Store, sid: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    last = time.monotonic()
+    for chunk in chunks:
+        if time.monotonic() - last > KEEPALIVE:
+            last = time.monotonic()
+            touch(store, sid)
+        yield chunk

@@ -412,8 +412,10 @@ def candidates(points: Iterable[RecoveryPoint]) -> list[retention.Candidate]:
     return [retention.Candidate(p.id, p.created_at, p.pinned, p.locked_until, p.seq) for p in points if p.managed]
 
 
-def plan_for(client: Client, found: Scan, now: float, timezone: str) -> PrunePlan:
-    policy = client.settings.policy
+def plan_for(
+    client: Client, found: Scan, now: float, timezone: str, policy: retention.RetentionPolicy | None = None
+) -> PrunePlan:
+    policy = client.settings.policy if policy is None else policy
     by_area: dict[str, list[RecoveryPoint]] = {}
     for p in found.points:
         by_area.setdefault(p.area, []).append(p)
@@ -421,7 +423,11 @@ def plan_for(client: Client, found: Scan, now: float, timezone: str) -> PrunePla
     return PrunePlan(client.name, policy, plans, {p.id: p for p in found.points}, now)
 
 
-def prune_plan(store: Store, zfs: ZfsHost, name: str, now: float | None = None) -> PrunePlan:
-    """The preview: which points the client's retention policy removes now ("these 12 points will be removed")."""
+def prune_plan(
+    store: Store, zfs: ZfsHost, name: str, now: float | None = None, *, spec: str | None = None
+) -> PrunePlan:
+    """The preview: which points the client's retention policy removes now ("these 12 points will be removed").
+    With ``spec``, what that policy would remove instead (before a person saves a new policy)."""
     client = service.get_client(store, name)
-    return plan_for(client, scan(zfs, client), time.time() if now is None else now, service.timezone(store))
+    policy = None if spec is None else retention.parse_spec(spec)
+    return plan_for(client, scan(zfs, client), time.time() if now is None else now, service.timezone(store), policy)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from appliance import alerts
-from appliance.clients import jobs, points, rpo, scheduler, service
+from appliance.clients import jobs, overview, points, rpo, scheduler, service
 from appliance.clients.errors import AmbiguousPoint, PointLocked, PointNotFound, PointPinned
 from appliance.jobs import queue
 from appliance.system.errors import BulwarkError
@@ -180,6 +180,10 @@ def test_prune_job_applies_retention_and_twice_changes_nothing(client_env: Clien
     assert job.progress_done == job.progress_total == 2
     left = points.list_points(env.store, env.zfs, "acme")
     assert len(left) == 4 and oldest.id in {p.id for p in left}
+    # what a stricter policy would remove, before it is saved
+    stricter = points.prune_plan(env.store, env.zfs, "acme", spec="last=1")
+    assert len(stricter.destroy) == 2 and oldest.id not in {p.id for p in stricter.destroy}
+    assert service.get_client(env.store, "acme").settings.retention == "last=3"
     assert points.prune_plan(env.store, env.zfs, "acme").destroy == []
     jobs.submit_prune(env.store, "acme", by="test")
     [again] = env.run_jobs()
@@ -210,6 +214,9 @@ def test_rpo_staleness_raises_and_clears_an_alert(client_env: ClientEnv) -> None
     env.add("acme", rpo="1h")
     now = time.time()
     assert rpo.status(env.store, env.zfs, "acme", now).state == "no_point"
+    summary = overview.overview(env.store, env.zfs, "acme").to_dict()
+    assert (summary["points"], summary["last_point"], summary["rpo_status"]["state"]) == (0, None, "no_point")
+    assert overview.overview(env.store, None, "acme").usage is None
     [status] = rpo.check_all(env.store, env.zfs, now=now + 2 * 3600)
     assert status.state == "stale" and "no good recovery point yet" in status.message()
     assert [a.key for a in alerts.list_alerts(env.store)] == ["rpo:acme"]

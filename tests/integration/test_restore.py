@@ -12,6 +12,7 @@ import pytest
 
 from appliance.clients import browse, download, jobs, points
 from appliance.clients.errors import BrowseSessionNotFound, PointInUse, UnsafePath
+from appliance.system.errors import BulwarkError
 from appliance.zfs import datasets, snapshots
 from tests.clients_fixtures import ClientEnv
 
@@ -171,3 +172,24 @@ def test_restore_refuses_bad_paths_before_queuing(with_point: tuple[ClientEnv, p
     [job] = env.run_jobs()
     assert job.state == "failed" and job.error is not None and job.error["code"] == "unsafe_path"
     assert browse_clones(env) == []
+
+
+def test_session_downloads_check_paths_first_and_keep_the_session_alive(
+    with_point: tuple[ClientEnv, points.RecoveryPoint, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, point, files = with_point
+    session = browse.open_session(env.store, env.zfs, "acme", point.id, by="test")
+    try:
+        for bad in (["../x"], ["docs/escape/x"], ["nothing"]):
+            with pytest.raises((UnsafePath, FileNotFoundError, BulwarkError)):
+                browse.stream_zip(env.store, session.id, bad)  # before any byte is sent
+        monkeypatch.setattr(browse, "KEEPALIVE", 0.0)
+        before = browse.get_session(env.store, session.id).expires_at
+        time.sleep(0.05)
+        data = b"".join(browse.stream_zip(env.store, session.id, ["photos"]))
+        assert zipfile.ZipFile(io.BytesIO(data)).read("photos/cat.jpg") == files["photos/cat.jpg"]
+        assert browse.get_session(env.store, session.id).expires_at > before
+        one = browse.stream_file(env.store, session.id, "readme.txt")
+        assert (one.name, one.size, b"".join(one.chunks)) == ("readme.txt", 9, b"top level")
+    finally:
+        browse.close_session(env.store, env.zfs, session.id)
