@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.system.errors import UnexpectedOutput
 from appliance.zfs import names, snapshots
 from appliance.zfs.errors import HoldExists, HoldNotFound
 from appliance.zfs.host import ZfsHost, split_rows
@@ -36,17 +37,17 @@ def hold_count(host: ZfsHost, snapshot: str) -> int:
 
 
 def parse_holds(rows: list[list[str]]) -> list[Hold]:
-    """Rows of ``zfs holds -H -p``: name, tag, timestamp."""
+    """Rows of ``zfs holds -H -p``: name, tag, timestamp (epoch seconds; without ``-p`` a date, refused)."""
     out = []
     for name, tag, created in rows:
-        out.append(Hold(name, tag, int(created) if created.isdigit() else 0))
+        if "@" not in name or not created.isdigit():
+            raise UnexpectedOutput("zfs holds", "\t".join((name, tag, created)))
+        out.append(Hold(name, tag, int(created)))
     return out
 
 
 def list_holds(host: ZfsHost, snapshot: str) -> list[Hold]:
     """The tags holding a snapshot. OpenZFS only: zfs-fuse cannot list them (``Unsupported``)."""
     host.caps.require("holds_list")
-    # The output parses as recorded from OpenZFS 'zfs holds -H -p -r'; this exact command (without -r) is
-    # not yet verified against real OpenZFS.
     result = host.zfs("holds", "-H", "-p", names.snapshot_name(snapshot), subject=snapshot)
     return parse_holds(split_rows(result, 3))

@@ -77,6 +77,15 @@ def split_snapshot(name: str) -> tuple[str, str]:
     return ds, snap
 
 
+def bookmark_name(name: str) -> str:
+    """A bookmark name ``pool/a#mark``."""
+    ds, sep, mark = name.partition("#") if isinstance(name, str) else ("", "", "")
+    if not sep or len(name) > MAX_NAME or not _COMPONENT_RE.fullmatch(mark):
+        raise InvalidInput(f"bookmark name {_describe(name)} must be 'dataset#name'")
+    dataset_name(ds)
+    return name
+
+
 def any_name(name: str) -> str:
     """A dataset or snapshot name."""
     return snapshot_name(name) if isinstance(name, str) and "@" in name else dataset_name(name)

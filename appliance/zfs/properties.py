@@ -65,7 +65,7 @@ def get(
         if depth < 0:
             raise InvalidInput("depth must not be negative")
         args += ["-d", str(depth)]
-    if types:  # (not yet verified against real OpenZFS)
+    if types:  # (OpenZFS only; verified in the OpenZFS test machine)
         host.caps.require("get_type_filter")
         args += ["-t", ",".join(types)]
     args.append(",".join(prop_list))
@@ -85,7 +85,7 @@ def set_properties(host: ZfsHost, target: str, values: Mapping[str, str]) -> Non
     """Set properties; all are validated before the first one is written."""
     names.any_name(target)
     checked = [(names.property_name(k), names.property_value(k, v)) for k, v in values.items()]
-    if host.caps.has("multi_property_set") and len(checked) > 1:  # (not yet verified against real OpenZFS)
+    if host.caps.has("multi_property_set") and len(checked) > 1:  # (verified in the OpenZFS test machine)
         host.zfs("set", *[f"{k}={v}" for k, v in checked], target, subject=target)
         return
     for key, value in checked:

@@ -31,15 +31,13 @@ OPENZFS_STDERR: dict[str, tuple[type[BulwarkError], tuple[object, ...] | None]] 
     "zfs_get_nonexistent": (errors.DatasetNotFound, ("S",)),
     "zfs_list_aborted": (errors.DatasetNotFound, ("S",)),
     "zfs_rollback_fail": (errors.NewerSnapshotsExist, ("S",)),
-    "zfs_recv_s_interrupted": (errors.InvalidStream, None),
-    "zfs_recv_s_partial2": (errors.InvalidStream, None),
-    # not classified (encryption and channel programs are not used by the driver yet): a generic error
-    "zfs_mount_no_key": (
-        errors.ZfsCommandFailed,
-        ("zfs get", "cannot mount 'testpool/enc_copy': encryption key not loaded"),
-    ),
-    "zfs_send_enc_no_key": (errors.ZfsCommandFailed, None),
-    "zfs_load_key_wrong": (errors.ZfsCommandFailed, None),
+    # (the token the message names is the dataset's receive_resume_token, recorded right after)
+    "zfs_recv_s_interrupted": (errors.ReceiveInterrupted, ("S", oz["zfs_get_resume_token"].out.strip())),
+    "zfs_recv_s_partial2": (errors.ReceiveInterrupted, None),
+    "zfs_mount_no_key": (errors.EncryptionKeyNotLoaded, ("S",)),
+    "zfs_send_enc_no_key": (errors.EncryptionKeyNotLoaded, ("S",)),
+    "zfs_load_key_wrong": (errors.IncorrectKey, ("S",)),
+    # not classified (channel programs are not used by the driver): a generic error
     "zfs_program_error": (errors.ZfsCommandFailed, ("zfs get", "Channel program execution failed:")),
 }
 
@@ -210,6 +208,14 @@ def test_error_families() -> None:
         errors.InvalidZfsName: InvalidInput,
         errors.InvalidProperty: InvalidInput,
         errors.InvalidStream: InvalidInput,
+        errors.ReceiveInterrupted: InvalidInput,
+        errors.ResumeTokenInvalid: InvalidInput,
+        errors.NoResumableReceive: NotFound,
+        errors.EncryptionKeyNotLoaded: Conflict,
+        errors.EncryptionKeyAlreadyLoaded: Conflict,
+        errors.IncorrectKey: InvalidInput,
+        errors.NotEncrypted: Conflict,
+        errors.DatasetNotMounted: Conflict,
         errors.ZfsCommandFailed: ExternalCommandError,
         errors.ZfsNotRunning: ExternalCommandError,
         errors.PoolSuspended: ExternalCommandError,

@@ -217,6 +217,8 @@ def test_every_status_recording_is_covered() -> None:
     covered = {(id(r), n) for r, n, _ in STATUS_SHAPES} | {(id(fz), "zpool_status_all"), (id(fz), "zpool_status_empty")}
     for recordings in (oz, fz):
         for name in recordings:
+            if name.startswith("zpool_status_j"):
+                continue  # (JSON: see test_parse_status_json_*)
             if name.startswith("zpool_status") and recordings[name].returncode == 0 and recordings[name].out:
                 if recordings[name].out.strip() != "all pools are healthy":  # 'zpool status -x', not parsed
                     assert (id(recordings), name) in covered, name
@@ -252,6 +254,33 @@ def test_parse_status_groups() -> None:
         ("g3.img", "AVAIL", "spares"),
     ]
     assert [os.path.basename(d.name) for d in parsed.devices()] == ["g0.img", "g1.img", "g2.img", "g3.img"]
+
+
+@pytest.mark.parametrize(
+    ("json_name", "text_name"),
+    [("zpool_status_j", "zpool_status"), ("zpool_status_j_degraded", "zpool_status_degraded")],
+)
+def test_parse_status_json_matches_text(json_name: str, text_name: str) -> None:
+    # (recorded without --json-int: counters are strings of digits there)
+    [from_json] = status.parse_status_json(oz[json_name].out)
+    from_text = one(oz[text_name])
+    assert shape(from_json.root) == shape(from_text.root)
+    same = ("name", "state", "status", "action", "groups", "errors", "scan")
+    assert {k: getattr(from_json, k) for k in same} == {k: getattr(from_text, k) for k in same}
+
+
+def test_parse_status_json_is_strict() -> None:
+    text = oz["zpool_status_j_degraded"].out
+    for broken in (
+        text[:-5],  # cut
+        text.replace('"vers_major":0', '"vers_major":1'),  # a newer format
+        text.replace('"state":"OFFLINE"', '"state":"SLEEPING"'),  # an unknown vdev state
+        text.replace('"read_errors":"0"', '"read_errors":"1.2K"', 1),  # a rounded number
+        text.replace('"error_count":"0"', '"error_count":"0","surprise":1'),  # an unknown pool field
+    ):
+        with pytest.raises(UnexpectedOutput):
+            status.parse_status_json(broken)
+    assert status.parse_status_json('{"output_version":{"command":"zpool status","vers_major":0,"vers_minor":1}}') == []
 
 
 def _local(epoch: float | None) -> tuple[int, ...]:
