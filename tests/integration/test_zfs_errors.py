@@ -1,8 +1,11 @@
-"""Every error that ``appliance.zfs.errors`` classifies, provoked on a real zfs-fuse pool.
+"""Every error that ``appliance.zfs.errors`` classifies, provoked on zfs-fuse and on OpenZFS.
 
-Where the driver's own validation stops a bad value before zfs sees it, ``host.zfs``/``host.zpool`` are
-called directly to prove the classifier. ``PoolSuspended`` cannot be provoked safely here (a suspended
-zfs-fuse pool hangs the daemon's clients) and no recording has it: it stays unverified.
+Each test runs on both implementations; the errors of features only OpenZFS has (native encryption, resumable
+receives, bookmarks, ``zfs diff``) are provoked on OpenZFS, and on zfs-fuse the same call must say the
+feature is not supported there. Where the driver's own validation stops a bad value before zfs sees it,
+``host.zfs``/``host.zpool`` are called directly to prove the classifier. ``PoolSuspended`` is not provoked:
+a suspended pool blocks the writers of its clients (a zfs-fuse daemon's, the OpenZFS machine's kernel
+threads) beyond what a test can undo, and no recording has it; it stays unverified.
 """
 
 from __future__ import annotations
@@ -15,10 +18,24 @@ from typing import IO, TypeVar
 
 import pytest
 
-from appliance.system.runner import CommandResult, RunningCommand, Stream, local_runner
-from appliance.zfs import datasets, errors, holds, pools, properties, snapshots, status, transfer
+from appliance.system.errors import Unsupported
+from appliance.system.runner import CommandResult, Runner, RunningCommand, Stream
+from appliance.zfs import (
+    bookmarks,
+    datasets,
+    diff,
+    encryption,
+    errors,
+    holds,
+    pools,
+    properties,
+    snapshots,
+    status,
+    transfer,
+)
+from appliance.zfs.capabilities import ZFS_FUSE
 from appliance.zfs.host import ZfsHost
-from tests.zfs_fixtures import PoolMaker, TestPool, new_pool_name, write_random
+from tests.zfs_fixtures import PoolMaker, TestPool, new_pool_name
 
 pytestmark = pytest.mark.zfs
 MiB = 1024 * 1024
@@ -38,8 +55,13 @@ def provokes(*classes: type[errors.BulwarkError]) -> Callable[[F], F]:
 
 
 class NoDaemonRunner:
-    """Runs the real programs where no zfs-fuse daemon can be reached: in a private mount namespace with
-    an empty tmpfs over the daemon's socket directory (the shared daemon is left alone)."""
+    """Runs the real programs where no ZFS can be reached, in a private mount namespace: for zfs-fuse an
+    empty tmpfs over the daemon's socket directory (the shared daemon is left alone); in the OpenZFS machine
+    an empty /dev, without /dev/zfs (and no waiting for a module load that cannot help)."""
+
+    def __init__(self, runner: Runner, implementation: str) -> None:
+        self.runner = runner
+        self.implementation = implementation
 
     def run(
         self,
@@ -50,9 +72,13 @@ class NoDaemonRunner:
         ok_codes: Sequence[int] = (0,),
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        script = 'mount -t tmpfs tmpfs /run/zfs && exec "$@"'
-        wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
-        return local_runner().run(wrapped, input=input, timeout=timeout, ok_codes=ok_codes, env=env)
+        if self.implementation == ZFS_FUSE:
+            script = 'mount -t tmpfs tmpfs /run/zfs && exec "$@"'
+            wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+        else:
+            script = 'mount -t tmpfs tmpfs /dev && exec "$@"'
+            wrapped = ["env", "ZFS_MODULE_TIMEOUT=0", "unshare", "-m", "sh", "-c", script, "sh", *argv]
+        return self.runner.run(wrapped, input=input, timeout=timeout, ok_codes=ok_codes, env=env)
 
     def stream(
         self,
@@ -71,12 +97,16 @@ class NoDaemonRunner:
 
 @provokes(errors.ZfsNotRunning)
 def test_zfs_not_running(zfs_host: ZfsHost) -> None:
-    host = ZfsHost(NoDaemonRunner(), zfs_host.caps)
+    unreachable = NoDaemonRunner(zfs_host.runner, zfs_host.caps.implementation)
+    host = ZfsHost(unreachable, zfs_host.caps)
     with pytest.raises(errors.ZfsNotRunning) as exc_info:
         pools.list_pools(host)
     assert exc_info.value.retryable
     with pytest.raises(errors.ZfsNotRunning):
-        ZfsHost.detect(NoDaemonRunner())
+        datasets.list_names(host, "any")
+    if zfs_host.caps.implementation == ZFS_FUSE:  # (OpenZFS's 'zfs version' answers without the module)
+        with pytest.raises(errors.ZfsNotRunning):
+            ZfsHost.detect(unreachable)
 
 
 @provokes(errors.PoolNotFound)
@@ -108,8 +138,8 @@ def test_device_in_use(pool: TestPool) -> None:
 
 
 @provokes(errors.DeviceNotFound)
-def test_device_not_found(pool: TestPool, tmp_path: Path) -> None:
-    missing = str(tmp_path / "no-such-device.img")
+def test_device_not_found(pool: TestPool) -> None:
+    missing = str(pool.directory / "no-such-device.img")
     with pytest.raises(errors.DeviceNotFound) as exc_info:
         pools.create_pool(pool.host, new_pool_name(), [missing])
     assert exc_info.value.args == (missing,)
@@ -131,6 +161,12 @@ def test_dataset_not_found(pool: TestPool) -> None:
         snapshots.rollback(host, f"{pool.name}@nope")
     with pytest.raises(errors.DatasetNotFound):
         properties.set_properties(host, missing, {"bulwark:x": "1"})
+    if host.caps.has("bookmarks"):
+        datasets.create(host, pool.ds("a"))
+        with pytest.raises(errors.DatasetNotFound):  # "bookmark '…' does not exist."
+            bookmarks.destroy(host, pool.ds("a#nope"))
+        with pytest.raises(errors.DatasetNotFound):
+            bookmarks.create(host, pool.ds("a@nope"), "b1")
 
 
 @provokes(errors.ParentNotFound)
@@ -154,12 +190,16 @@ def test_dataset_exists(pool: TestPool) -> None:
         snapshots.rename(host, pool.ds("a@s2"), "s1")
     with pytest.raises(errors.DatasetExists):
         snapshots.clone(host, pool.ds("a@s1"), pool.ds("a"))
+    if host.caps.has("bookmarks"):
+        bookmarks.create(host, pool.ds("a@s1"), "b1")
+        with pytest.raises(errors.DatasetExists):  # "cannot create bookmark '…': bookmark exists"
+            bookmarks.create(host, pool.ds("a@s2"), "b1")
 
 
 @provokes(errors.DatasetBusy)
 def test_dataset_busy(pool: TestPool) -> None:
     datasets.create(pool.host, pool.ds("busy"))
-    with (pool.path("busy") / "open").open("wb"):
+    with pool.fs.hold_open(pool.path("busy") / "open"):
         with pytest.raises(errors.DatasetBusy) as exc_info:
             datasets.unmount(pool.host, pool.ds("busy"))
     assert exc_info.value.retryable
@@ -209,7 +249,7 @@ def test_newer_snapshots_exist(pool: TestPool) -> None:
 def test_out_of_space_full_quota(pool: TestPool, tmp_path: Path) -> None:
     host = pool.host
     datasets.create(host, pool.ds("src"))
-    write_random(pool.path("src") / "big", 4 * MiB)
+    pool.fs.write_random(pool.path("src") / "big", 4 * MiB)
     snapshots.create(host, pool.ds("src"), "s1")
     datasets.create(host, pool.ds("limited"), {"quota": "1M"})
     stream = tmp_path / "stream"
@@ -222,7 +262,7 @@ def test_out_of_space_full_quota(pool: TestPool, tmp_path: Path) -> None:
 @provokes(errors.QuotaTooSmall)
 def test_quota_too_small(pool: TestPool) -> None:
     datasets.create(pool.host, pool.ds("full"))
-    write_random(pool.path("full") / "data", 2 * MiB)
+    pool.fs.write_random(pool.path("full") / "data", 2 * MiB)
     with pytest.raises(errors.QuotaTooSmall):
         datasets.set_quota(pool.host, pool.ds("full"), "1M", ref=True)
 
@@ -241,8 +281,9 @@ def test_invalid_zfs_name(pool: TestPool, pool_maker: PoolMaker) -> None:
 @provokes(errors.InvalidProperty)
 def test_invalid_property(pool: TestPool) -> None:
     host = pool.host
+    unknown = "lz4" if host.caps.implementation == ZFS_FUSE else "lz5"  # (zfs-fuse has no lz4)
     with pytest.raises(errors.InvalidProperty, match="must be one of"):
-        datasets.create(host, pool.ds("a"), {"compression": "lz4"})  # zfs-fuse has no lz4
+        datasets.create(host, pool.ds("a"), {"compression": unknown})
     with pytest.raises(errors.InvalidProperty, match="invalid property 'nosuchprop'"):
         datasets.create(host, pool.ds("a"), {"nosuchprop": "1"})
     with pytest.raises(errors.InvalidProperty, match="'used' is readonly"):
@@ -271,7 +312,7 @@ def test_receive_errors(pool: TestPool) -> None:
     host = pool.host
     datasets.create(host, pool.ds("src"))
     for name in ("s1", "s2", "s3"):
-        (pool.path("src") / name).write_bytes(name.encode())
+        pool.fs.write(pool.path("src") / name, name.encode())
         snapshots.create(host, pool.ds("src"), name)
     transfer.replicate(host, pool.ds("src@s1"), pool.ds("dst"))
     with pytest.raises(errors.ReceiveDestinationExists):
@@ -289,6 +330,81 @@ def test_receive_errors(pool: TestPool) -> None:
 def test_unclassified_failure_is_a_generic_zfs_error(pool: TestPool) -> None:
     with pytest.raises(errors.ZfsCommandFailed, match="no valid replicas"):
         pools.offline_device(pool.host, pool.name, pool.devices[0])
+
+
+PASSPHRASE = b"correct horse battery staple"
+
+
+@provokes(errors.EncryptionKeyNotLoaded, errors.EncryptionKeyAlreadyLoaded, errors.IncorrectKey, errors.NotEncrypted)
+def test_encryption_key_errors(pool: TestPool, tmp_path: Path) -> None:
+    host, name = pool.host, pool.ds("enc")
+    if not host.caps.has("native_encryption"):
+        for call in (encryption.create, encryption.load_key):
+            with pytest.raises(Unsupported, match="native encryption"):
+                call(host, name, PASSPHRASE)
+        with pytest.raises(Unsupported, match="native encryption"):
+            encryption.unload_key(host, name)
+        return
+    encryption.create(host, name, PASSPHRASE, pbkdf2_iterations=100_000)
+    snapshots.create(host, name, "s1")
+    with pytest.raises(errors.EncryptionKeyAlreadyLoaded):  # "Key load error: Key already loaded for '…'."
+        encryption.load_key(host, name, PASSPHRASE)
+    with pytest.raises(errors.DatasetBusy):  # "Key unload error: '…' is busy." (it is mounted)
+        encryption.unload_key(host, name)
+    datasets.unmount(host, name)
+    encryption.unload_key(host, name)
+    with pytest.raises(errors.EncryptionKeyNotLoaded):  # "Key unload error: Key already unloaded for '…'."
+        encryption.unload_key(host, name)
+    with pytest.raises(errors.EncryptionKeyNotLoaded):  # "cannot mount '…': encryption key not loaded"
+        datasets.mount(host, name)
+    with pytest.raises(errors.EncryptionKeyNotLoaded):  # "… cannot send '…': dataset key must be loaded"
+        with (tmp_path / "stream").open("wb") as out:
+            transfer.send_to_file(host, f"{name}@s1", out)
+    with pytest.raises(errors.IncorrectKey):  # "Key load error: Incorrect key provided for '…'."
+        encryption.load_key(host, name, b"not the passphrase")
+    with pytest.raises(errors.NotEncrypted):  # "Key load error: '…' is not encrypted."
+        encryption.load_key(host, pool.name, PASSPHRASE)
+    assert not encryption.info(host, name).key_loaded
+
+
+@provokes(errors.ReceiveInterrupted, errors.ResumeTokenInvalid, errors.NoResumableReceive)
+def test_resumable_receive_errors(pool: TestPool, tmp_path: Path) -> None:
+    host = pool.host
+    if not host.caps.has("resume_tokens"):
+        with pytest.raises(Unsupported, match="resumable receive"):
+            transfer.receive_argv(host, pool.ds("copy"), resumable=True)
+        return
+    datasets.create(host, pool.ds("src"))
+    pool.fs.write_random(pool.path("src") / "data", 2 * MiB)
+    snapshots.create(host, pool.ds("src"), "s1")
+    stream = tmp_path / "stream"
+    with stream.open("wb") as out:
+        transfer.send_to_file(host, pool.ds("src@s1"), out)
+    stream.write_bytes(stream.read_bytes()[: 1 * MiB])
+    with stream.open("rb") as src, pytest.raises(errors.ReceiveInterrupted) as cut:
+        transfer.receive_from_file(host, pool.ds("copy"), src, resumable=True)
+    assert cut.value.resume_token == transfer.resume_token(host, pool.ds("copy"))
+    assert cut.value.retryable
+    with pytest.raises(errors.ResumeTokenInvalid):  # "cannot resume send: resume token is corrupt (…)"
+        with transfer.send(host, None, transfer.SendOptions(resume_token="1-0123abc")) as out:
+            out.read()
+    transfer.abort_resumable(host, pool.ds("copy"))
+    with pytest.raises(errors.NoResumableReceive):  # "'…' does not have any resumable receive state to abort"
+        transfer.abort_resumable(host, pool.ds("src"))
+
+
+@provokes(errors.DatasetNotMounted)
+def test_diff_of_an_unmounted_dataset(pool: TestPool) -> None:
+    host = pool.host
+    datasets.create(host, pool.ds("a"))
+    snapshots.create(host, pool.ds("a"), "s1")
+    if not host.caps.has("diff"):
+        with pytest.raises(Unsupported, match="'zfs diff'"):
+            diff.diff(host, pool.ds("a@s1"))
+        return
+    datasets.unmount(host, pool.ds("a"))
+    with pytest.raises(errors.DatasetNotMounted):  # "Cannot diff an unmounted snapshot: …"
+        diff.diff(host, pool.ds("a@s1"))
 
 
 def test_every_classified_error_is_provoked() -> None:

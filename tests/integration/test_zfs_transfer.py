@@ -1,5 +1,6 @@
-"""``zfs send``/``zfs receive`` streams on a real zfs-fuse pool. Received data is read through a fresh
-clone: zfs-fuse's kernel FUSE cache can serve stale contents of a dataset received over (RECIPES.md)."""
+"""``zfs send``/``zfs receive`` streams on zfs-fuse and on OpenZFS (whose streams pass through the test
+machine's command channel, here and back). Received data is read through a fresh clone: zfs-fuse's kernel
+FUSE cache can serve stale contents of a dataset received over (RECIPES.md)."""
 
 from __future__ import annotations
 
@@ -24,17 +25,13 @@ def source(pool: TestPool) -> str:
     host = pool.host
     name = pool.ds("src")
     datasets.create(host, name, {"bulwark:client": "acme"})
-    write_random(pool.path("src") / "a", 3 * MiB)
+    pool.fs.write_random(pool.path("src") / "a", 3 * MiB)
     snapshots.create(host, name, "s1")
-    write_random(pool.path("src") / "b", 1 * MiB)
+    pool.fs.write_random(pool.path("src") / "b", 1 * MiB)
     snapshots.create(host, name, "s2")
-    (pool.path("src") / "a").write_bytes(b"rewritten")
+    pool.fs.write(pool.path("src") / "a", b"rewritten")
     snapshots.create(host, name, "s3")
     return name
-
-
-def tree(path: Path) -> dict[str, str]:
-    return {f: hashlib.sha256((path / f).read_bytes()).hexdigest() for f in sorted(os.listdir(path))}
 
 
 def contents(pool: TestPool, snapshot: str) -> dict[str, str]:
@@ -42,7 +39,7 @@ def contents(pool: TestPool, snapshot: str) -> dict[str, str]:
     check = pool.ds(f"check-{os.urandom(3).hex()}")
     snapshots.clone(pool.host, snapshot, check)
     try:
-        return tree(pool.path(check.split("/", 1)[1]))
+        return pool.fs.tree(pool.path(check.split("/", 1)[1]))
     finally:
         datasets.destroy(pool.host, check)
 
@@ -184,17 +181,29 @@ def test_send_options_validation_and_openzfs_only_features(pool: TestPool, sourc
         f"{source}@s1",
         f"{source}@s3",
     ]
-    for opts in (
-        SendOptions(raw=True),
-        SendOptions(resume_token="1-abc"),
-        SendOptions(incremental_from=f"{source}#bm"),
-    ):
+    openzfs_only = [
+        (SendOptions(raw=True), ["zfs", "send", "-w", f"{source}@s2"]),
+        (SendOptions(resume_token="1-abc"), ["zfs", "send", "-t", "1-abc"]),
+        (SendOptions(incremental_from=f"{source}#bm"), ["zfs", "send", "-i", f"{source}#bm", f"{source}@s2"]),
+    ]
+    openzfs = host.caps.has("resume_tokens")
+    for opts, argv in openzfs_only:
+        snapshot = None if opts.resume_token else f"{source}@s2"
+        if openzfs:
+            assert transfer.send_argv(host, snapshot, opts) == argv
+        else:
+            with pytest.raises(Unsupported):
+                transfer.send_argv(host, snapshot, opts)
+    if openzfs:
+        assert transfer.receive_argv(host, pool.ds("x"), resumable=True) == ["zfs", "receive", "-s", "-u", pool.ds("x")]
+        assert transfer.resume_token(host, source) is None
+        with pytest.raises(InvalidInput):
+            transfer.send_argv(host, None, SendOptions(resume_token="1-abc; rm -rf /"))
+    else:
         with pytest.raises(Unsupported):
-            transfer.send_argv(host, None if opts.resume_token else f"{source}@s2", opts)
-    with pytest.raises(Unsupported):
-        transfer.receive_argv(host, pool.ds("x"), resumable=True)
-    with pytest.raises(Unsupported):
-        transfer.resume_token(host, pool.ds("x"))
-    with pytest.raises(Unsupported):
-        transfer.abort_resumable(host, pool.ds("x"))
+            transfer.receive_argv(host, pool.ds("x"), resumable=True)
+        with pytest.raises(Unsupported):
+            transfer.resume_token(host, pool.ds("x"))
+        with pytest.raises(Unsupported):
+            transfer.abort_resumable(host, pool.ds("x"))
     assert transfer.receive_argv(host, pool.ds("x"), force=True) == ["zfs", "receive", "-F", "-u", pool.ds("x")]
