@@ -41,6 +41,7 @@ class WebOptions:
     port: int
     bind: str = "0.0.0.0"  # noqa: S104 - the appliance serves its LAN
     workers: int = 2
+    tunnel_port: int | None = None  # loopback listener for the remote-access tunnel (requests there are remote)
 
 
 def check_port_free(bind: str, port: int) -> None:
@@ -57,12 +58,14 @@ def check_port_free(bind: str, port: int) -> None:
 
 
 def gunicorn_argv(paths: Paths, opts: WebOptions) -> list[str]:
+    binds = ["--bind", f"[{opts.bind}]:{opts.port}" if ":" in opts.bind else f"{opts.bind}:{opts.port}"]
+    if opts.tunnel_port is not None:
+        binds += ["--bind", f"127.0.0.1:{opts.tunnel_port}"]
     return [
         sys.executable,
         "-m",
         "gunicorn",
-        "--bind",
-        f"[{opts.bind}]:{opts.port}" if ":" in opts.bind else f"{opts.bind}:{opts.port}",
+        *binds,
         "--workers",
         str(opts.workers),
         "--certfile",
@@ -113,6 +116,8 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
     config = provision.load_settings(paths, store)
     web_opts = opts or WebOptions(port=config.web_port)
     check_port_free(web_opts.bind, web_opts.port)
+    if web_opts.tunnel_port is not None:
+        check_port_free("127.0.0.1", web_opts.tunnel_port)
     zfs, how = provision.connect_zfs(paths, runner)
     pool = provision.bring_pool_online(paths, zfs, config)
 

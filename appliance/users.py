@@ -8,11 +8,12 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import argon2
 
 from appliance.store import Store
-from appliance.system.errors import AlreadyExists, InvalidInput, NotFound
+from appliance.system.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 
 ROLES = ("admin", "operator", "viewer")
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
@@ -34,6 +35,18 @@ class User:
     role: str
     must_change_password: bool
     created_at: float
+    disabled: bool = False
+    totp_enabled: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "username": self.username,
+            "role": self.role,
+            "must_change_password": self.must_change_password,
+            "created_at": self.created_at,
+            "disabled": self.disabled,
+            "totp_enabled": self.totp_enabled,
+        }
 
 
 def check_username(name: str) -> str:
@@ -64,6 +77,8 @@ def _row_to_user(row: object) -> User:
         role=str(r["role"]),
         must_change_password=bool(r["must_change_password"]),
         created_at=float(r["created_at"]),  # type: ignore[arg-type]
+        disabled=bool(r.get("disabled", 0)),
+        totp_enabled=bool(r.get("totp_secret")),
     )
 
 
@@ -132,3 +147,47 @@ def set_password(store: Store, username: str, password: str, *, must_change: boo
 @functools.cache
 def _dummy_hash() -> str:
     return _hasher().hash(secrets.token_hex(16))
+
+
+def get_user_by_id(store: Store, user_id: int) -> User:
+    row = store.query_one("SELECT * FROM users WHERE id = ?", (user_id,))
+    if row is None:
+        raise NotFound(f"user {user_id}")
+    return _row_to_user(row)
+
+
+def _other_active_admins(conn: Any, username: str) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND username != ?", (username,)
+    ).fetchone()
+    return int(row[0])
+
+
+def update_user(store: Store, username: str, *, role: str | None = None, disabled: bool | None = None) -> User:
+    """Change a user's role or disable/enable them; the last active admin cannot be demoted or disabled."""
+    if role is not None and role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    with store.write() as conn:
+        row = conn.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        if row is None:
+            raise NotFound(f"user {username}")
+        demoting = (role is not None and role != "admin") or disabled is True
+        if row["role"] == "admin" and demoting and _other_active_admins(conn, username) == 0:
+            raise Conflict(f"{username} is the last active admin; make another admin first")
+        conn.execute(
+            "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled), updated_at = ? "
+            "WHERE username = ?",
+            (role, None if disabled is None else int(disabled), time.time(), username),
+        )
+    return get_user(store, username)
+
+
+def delete_user(store: Store, username: str) -> None:
+    """Remove an account (its sessions end with it); the last active admin cannot be removed."""
+    with store.write() as conn:
+        row = conn.execute("SELECT role FROM users WHERE username = ?", (username,)).fetchone()
+        if row is None:
+            raise NotFound(f"user {username}")
+        if row["role"] == "admin" and _other_active_admins(conn, username) == 0:
+            raise Conflict(f"{username} is the last active admin; make another admin first")
+        conn.execute("DELETE FROM users WHERE username = ?", (username,))

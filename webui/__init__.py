@@ -12,6 +12,7 @@ from jinja2 import StrictUndefined
 
 from appliance.store import Store
 from appliance.system.paths import Paths
+from webui.permissions import PUBLIC, requires
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -31,18 +32,37 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(cfg)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     if app.testing:
         app.jinja_env.undefined = StrictUndefined
     app.extensions["bulwark.paths"] = paths
     app.extensions["bulwark.store"] = Store.open(paths.db)
 
-    from webui import auth, dashboard, errors, jobs
+    from webui import account, api, areas, audit, auth, dashboard, errors, identity, jobs, settings, setup, storage
+    from webui import users as users_pages
 
     errors.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(jobs.bp)
+    identity.init_app(app)
+    for blueprint in (
+        auth.bp,
+        account.bp,
+        setup.bp,
+        dashboard.bp,
+        jobs.bp,
+        storage.bp,
+        settings.bp,
+        users_pages.bp,
+        audit.bp,
+        *areas.blueprints,
+    ):
+        app.register_blueprint(blueprint)
+    api.init_app(app)
+    requires(PUBLIC)(app.view_functions["static"])  # stylesheets and scripts, also for the login page
+
+    @app.route("/favicon.ico")
+    @requires(PUBLIC)
+    def favicon() -> Any:
+        return app.send_static_file("favicon.svg")
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 
@@ -40,3 +41,34 @@ def zfs() -> ZfsHost:
         if _zfs is None:
             _zfs = ZfsHost.detect(local_runner())
         return _zfs
+
+
+def audit(action: str, target: str | None = None, **details: object) -> None:
+    """Record a change made by the current identity, with the address it came from."""
+    from flask import g, request
+
+    identity = g.get("identity")
+    actor = identity.actor if identity is not None else f"anonymous@{request.remote_addr}"
+    store().audit(actor, action, target, address=request.remote_addr, **details)
+
+
+def actor() -> str:
+    """The current identity as recorded in jobs and the audit log (``user:alice``, ``token:3:ci``)."""
+    from flask import g
+
+    identity = g.get("identity")
+    return identity.actor if identity is not None else "anonymous"
+
+
+def timezone() -> ZoneInfo:
+    """The appliance's time zone (read once per request)."""
+    from flask import g
+
+    zone: ZoneInfo | None = g.get("timezone")
+    if zone is None:
+        try:
+            zone = ZoneInfo(appliance_settings().timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        g.timezone = zone
+    return zone

@@ -8,14 +8,10 @@ import threading
 from types import FrameType
 from typing import Any
 
-import appliance
-from appliance import provision, server
+from appliance import provision, server, status
 from appliance.cli.common import add_command, open_store, port, print_json
-from appliance.daemon import Daemon, daemon_state
-from appliance.disks import pool as pool_service
-from appliance.jobs import queue
+from appliance.daemon import Daemon
 from appliance.system import logs, settings
-from appliance.system.errors import BulwarkError
 from appliance.system.paths import Paths
 from appliance.system.runner import local_runner
 from appliance.zfs import units
@@ -66,7 +62,12 @@ def _web_options(args: argparse.Namespace, paths: Paths) -> server.WebOptions:
         config = provision.load_settings(paths, store)
     finally:
         store.close()
-    return server.WebOptions(port=args.port or config.web_port, bind=args.bind, workers=args.web_workers)
+    return server.WebOptions(
+        port=args.port or config.web_port,
+        bind=args.bind,
+        workers=args.web_workers,
+        tunnel_port=config.tunnel_listen_port,
+    )
 
 
 def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
@@ -112,60 +113,12 @@ def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:
 # --- status ------------------------------------------------------------------------------------
 
 
-def status_report(paths: Paths) -> dict[str, Any]:
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     store = open_store(paths)
     try:
-        config = provision.load_settings(paths, store)
-        runner = local_runner()
-        report: dict[str, Any] = {
-            "version": appliance.__version__,
-            "data_dir": str(paths.data_dir),
-            "hostname": config.hostname,
-            "web": {"port": config.web_port},
-            "daemon": daemon_state(store),
-            "jobs": queue.counts(store),
-        }
-        from appliance.zfs import service
-        from appliance.zfs.host import ZfsHost
-
-        if not service.kernel_zfs_loaded() and not service.responding(runner):
-            report["zfs"] = {"implementation": None, "running": False}
-            report["pool"] = {"name": config.pool.name, "health": "UNAVAILABLE"}
-            return report
-        zfs = ZfsHost.detect(runner)
-        report["zfs"] = {**zfs.caps.to_dict(), "running": True}
-        try:
-            summary = pool_service.summary(zfs, config.pool.name)
-        except BulwarkError as exc:
-            report["pool"] = {"name": config.pool.name, "health": "UNAVAILABLE", "error": exc.to_dict()}
-        else:
-            pool = summary.pool
-            report["pool"] = {
-                "name": pool.name,
-                "health": pool.health,
-                "size_bytes": pool.size_bytes,
-                "alloc_bytes": pool.alloc_bytes,
-                "free_bytes": pool.free_bytes,
-                "sizes_exact": pool.sizes_exact,
-                "scan": summary.status.scan.to_dict(),
-                "devices": [
-                    {
-                        "name": d.name,
-                        "state": d.state,
-                        "read_errors": d.read_errors,
-                        "write_errors": d.write_errors,
-                        "checksum_errors": d.checksum_errors,
-                    }
-                    for d in summary.status.devices()
-                ],
-            }
-        return report
+        report = status.report(paths, store, local_runner())
     finally:
         store.close()
-
-
-def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
-    report = status_report(paths)
     if args.json:
         print_json(report)
         return 0

@@ -217,9 +217,12 @@ class Store:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def audit(self, actor: str, action: str, target: str | None = None, **details: Any) -> None:
+    def audit(
+        self, actor: str, action: str, target: str | None = None, *, address: str | None = None, **details: Any
+    ) -> None:
+        """Record a change: who (``actor``), what (``action`` on ``target``), from where, and details."""
         with self.write() as conn:
             conn.execute(
-                "INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), actor, action, target, json.dumps(details, default=str)),
+                "INSERT INTO audit (at, actor, action, target, details, address) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), actor, action, target, json.dumps(details, default=str), address),
             )

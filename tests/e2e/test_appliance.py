@@ -8,111 +8,26 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import ssl
 import time
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from appliance.system import tls
-from appliance.system.runner import Service, local_runner
-
-ROOT = Path(__file__).resolve().parents[2]
-BULWARK = str(ROOT / ".venv/bin/bulwark")
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+from appliance.system.runner import local_runner
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, Appliance, https_get, running_appliance
 
 pytestmark = [pytest.mark.zfs, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Appliance:
-    data_dir: Path
-    pool: str
-    port: int
-    password: str
-    fingerprint: str
-    service: Service
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, ok_codes=(0,)):
-        return local_runner().run([BULWARK, "--data-dir", str(self.data_dir), *args], ok_codes=ok_codes, timeout=60)
-
-
-def _get(url: str) -> tuple[int, str, bytes]:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:  # noqa: S310 - our own test URL
-        return resp.status, resp.geturl(), resp.read()
-
-
-def _wait_https(port: int, service: Service, log: Path, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            pytest.fail(f"bulwark run exited early ({service.proc.returncode}):\n{log.read_text()}")
-        try:
-            _get(f"https://127.0.0.1:{port}/login")
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"the web UI did not answer within {timeout} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory, zfs_daemon):
-    tmp = tmp_path_factory.mktemp("appliance")
-    data_dir = tmp / "data"
-    pool = f"bwe{secrets.token_hex(4)}"
-    port = free_port()
-    runner = local_runner()
-    init = runner.run(
-        [
-            BULWARK,
-            "--data-dir",
-            str(data_dir),
-            "init",
-            "--pool-name",
-            pool,
-            "--pool-file-size",
-            "512M",
-            "--port",
-            str(port),
-            "--json",
-        ],
-        timeout=120,
-    )
-    info = json.loads(init.out)
-    log = tmp / "run.log"
-    service = None
-    try:
-        with open(log, "wb") as out:
-            service = runner.spawn(
-                [BULWARK, "--data-dir", str(data_dir), "run"], stdout=out, stderr=out, inherit_env=True
-            )
-        _wait_https(port, service, log)
-        yield Appliance(
-            data_dir, pool, port, info["admin"]["one_time_password"], info["tls_fingerprint_sha256"], service, log
-        )
-    finally:
-        if service is not None and service.poll() is None:
-            service.stop(timeout=30, sig=signal.SIGINT)
-        runner.run(["zpool", "destroy", pool], ok_codes=(0, 1))
+def appliance(tmp_path_factory: pytest.TempPathFactory, zfs_daemon: object) -> Iterator[Appliance]:
+    with running_appliance(tmp_path_factory.mktemp("appliance")) as running:
+        yield running
 
 
 def test_init_reported_a_file_backed_pool(appliance):
@@ -139,32 +54,20 @@ def test_status_json_reports_pool_online(appliance):
 
 
 def test_https_serves_login_with_the_init_certificate(appliance):
-    code, url, body = _get(appliance.url + "/")
+    code, url, body = https_get(appliance.url + "/")
     assert code == 200 and url.endswith("/login?next=/")
     assert b"Sign in" in body
     pem = ssl.get_server_certificate(("127.0.0.1", appliance.port))
     assert tls.fingerprint(pem.encode()) == appliance.fingerprint
 
 
-def test_browser_first_login_dashboard_and_scrub(appliance):
+def test_browser_first_login_wizard_dashboard_and_scrub(appliance):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     new_password = "a much better password"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
             errors: list[str] = []
@@ -174,19 +77,27 @@ def test_browser_first_login_dashboard_and_scrub(appliance):
 
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", "not the password")
-            page.click("text=Sign in >> nth=-1")
+            page.click("#sign-in")
             assert "Wrong user name or password" in page.content()
 
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", appliance.password)
-            page.click("main button[type=submit]")
+            page.click("#sign-in")
             page.wait_for_url("**/password")
             page.screenshot(path=str(SCREENSHOTS / "e2e-first-login-password.png"), full_page=True)
             page.fill("input[name=current]", appliance.password)
             page.fill("input[name=new]", new_password)
             page.fill("input[name=confirm]", new_password)
             page.click("text=Save password")
+
+            # The first-run wizard comes before anything else.
+            page.wait_for_url("**/setup/")
+            assert appliance.pool in page.locator("main").inner_text()
+            page.fill("input[name=hostname]", "e2e-box")
+            page.select_option("select[name=timezone]", "Europe/Berlin")
+            page.click("#finish-setup")
             page.wait_for_url(appliance.url + "/")
+            assert page.locator("h1").inner_text() == "e2e-box"
 
             card = page.locator("#pool-card")
             assert appliance.pool in card.inner_text()

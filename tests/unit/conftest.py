@@ -1,4 +1,5 @@
-"""Fixtures for the unit tier: a real database, and a real initialized data directory without ZFS."""
+"""Fixtures for the unit tier: a real database, a real initialized data directory without ZFS, and the web
+app built on it with helpers to sign in as each role (tests/unit/web.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from appliance import provision, users
 from appliance.store import Store
 from appliance.system import settings, tls
 from appliance.system.paths import Paths
+from appliance.system.runner import local_runner
 from appliance.system.settings import ApplianceSettings, PoolConfig
+from appliance.zfs.host import ZfsHost
+from tests.unit.web import Web, location
+from tests.zfs_fixtures import FUSE, LocalFiles, PoolMaker, ZfsBackend
+from webui import create_app
+from webui.identity import SETUP_DONE_KEY
 
 ADMIN_PASSWORD = "one-time-admin-pw"
+ADMIN_NEW_PASSWORD = "admin-password-1"  # after the first-run password change (see finish_first_run)
 OPERATOR_PASSWORD = "operator-password-1"
 VIEWER_PASSWORD = "viewer-password-1"
 POOL_NAME = "tank"
@@ -81,6 +90,25 @@ class ApplianceDir:
     def open_store(self) -> Store:
         return Store.open(self.paths.db)
 
+    def finish_first_run(self) -> None:
+        """What the first admin does once: replace the one-time password and finish the setup wizard."""
+        db = self.open_store()
+        try:
+            users.set_password(db, "admin", ADMIN_NEW_PASSWORD)
+            db.set_setting(SETUP_DONE_KEY, True)
+        finally:
+            db.close()
+
+    def use_pool(self, name: str) -> None:
+        """Point the appliance's settings at another pool (a real one made by a test)."""
+        db = self.open_store()
+        try:
+            config = settings.load(db)
+            assert config is not None
+            settings.save(db, replace(config, pool=replace(config.pool, name=name)))
+        finally:
+            db.close()
+
 
 @pytest.fixture
 def appliance_dir(tmp_path: Path, weak_kdf: None) -> ApplianceDir:
@@ -112,3 +140,68 @@ def appliance_dir(tmp_path: Path, weak_kdf: None) -> ApplianceDir:
     finally:
         db.close()
     return ApplianceDir(paths=paths, fingerprint=fingerprint)
+
+
+# -- the web app on that directory ----------------------------------------------------------------------
+
+ROLE_USERS = {"admin": "admin", "operator": "olivia", "viewer": "victor"}
+PASSWORDS = {"admin": ADMIN_NEW_PASSWORD, "olivia": OPERATOR_PASSWORD, "victor": VIEWER_PASSWORD}
+
+
+@pytest.fixture
+def app(appliance_dir: ApplianceDir) -> Iterator[Flask]:
+    """``create_app`` on the data directory, as the tests build it (``TESTING``: StrictUndefined)."""
+    application = create_app({"DATA_DIR": str(appliance_dir.paths.data_dir), "TESTING": True})
+    yield application
+    application.extensions["bulwark.store"].close()
+
+
+@pytest.fixture
+def db(app: Flask) -> Store:
+    """The app's own store (same file, this thread's connection)."""
+    store: Store = app.extensions["bulwark.store"]
+    return store
+
+
+@pytest.fixture
+def browser(app: Flask) -> Callable[..., Web]:
+    """A new browser (its own cookies) on the app: ``browser()``, or ``browser(remote=True)`` for the tunnel."""
+
+    def make(*, remote: bool = False) -> Web:
+        return Web(app, remote=remote)
+
+    return make
+
+
+@pytest.fixture
+def signed_in(appliance_dir: ApplianceDir, browser: Callable[..., Web]) -> Callable[[str], Web]:
+    """``signed_in("admin" | "operator" | "viewer")``: a browser signed in with that role, the first run
+    (password change, setup wizard) already done."""
+    appliance_dir.finish_first_run()
+
+    def sign_in(role: str) -> Web:
+        web = browser()
+        username = ROLE_USERS[role]
+        response = web.sign_in(username, PASSWORDS[username])
+        assert response.status_code == 302 and location(response) == "/", (role, response.status_code)
+        return web
+
+    return sign_in
+
+
+@pytest.fixture(scope="module")
+def zfs_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A real zfs-fuse pool for one test module (web pages and API routes that show the pool), or None
+    where ZFS cannot run on this machine (not root, no zfs-fuse): those tests then check less."""
+    try:
+        request.getfixturevalue("zfs_daemon")
+    except pytest.skip.Exception:
+        yield None
+        return
+    maker = PoolMaker(
+        ZfsBackend(FUSE, ZfsHost.detect(local_runner()), LocalFiles(), None), tmp_path_factory.mktemp("zfs")
+    )
+    try:
+        yield maker.create().name
+    finally:
+        maker.cleanup()

@@ -9,7 +9,7 @@ import pytest
 
 from appliance import users
 from appliance.store import Store
-from appliance.system.errors import AlreadyExists, InvalidInput, NotFound
+from appliance.system.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 
 PASSWORD = "correct horse battery"
 
@@ -186,3 +186,43 @@ def test_weak_hash_is_upgraded_at_the_next_sign_in(store: Store, monkeypatch: py
     upgraded = argon2.extract_parameters(_hash_of(store, "alice"))
     assert upgraded.memory_cost == argon2.PasswordHasher().memory_cost
     assert users.verify_password(store, "alice", PASSWORD) is not None
+
+
+# --- roles, disabling, deleting: the last active admin stays -------------------------------------
+
+
+def test_update_user_role_and_disabled(store: Store) -> None:
+    users.create_user(store, "root", PASSWORD, "admin")
+    alice = users.create_user(store, "alice", PASSWORD, "viewer")
+    assert users.update_user(store, "alice", role="operator").role == "operator"
+    disabled = users.update_user(store, "alice", disabled=True)
+    assert disabled.disabled and disabled.role == "operator"  # what was not given stays
+    assert not users.update_user(store, "alice", disabled=False).disabled
+    assert users.get_user_by_id(store, alice.id).username == "alice"
+    with pytest.raises(NotFound):
+        users.get_user_by_id(store, 999)
+    with pytest.raises(NotFound):
+        users.update_user(store, "nobody", role="viewer")
+    with pytest.raises(InvalidInput, match="role must be one of"):
+        users.update_user(store, "alice", role="root")
+
+
+def test_the_last_active_admin_cannot_go(store: Store) -> None:
+    users.create_user(store, "root", PASSWORD, "admin")
+    users.create_user(store, "alice", PASSWORD, "operator")
+    for change in ({"role": "operator"}, {"disabled": True}):
+        with pytest.raises(Conflict, match="root is the last active admin"):
+            users.update_user(store, "root", **change)  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        users.delete_user(store, "root")
+    assert users.update_user(store, "root", role="admin").role == "admin"  # staying admin is fine
+    # A disabled admin does not count as another admin.
+    users.create_user(store, "bob", PASSWORD, "admin")
+    users.update_user(store, "bob", disabled=True)
+    with pytest.raises(Conflict):
+        users.delete_user(store, "root")
+    users.update_user(store, "bob", disabled=False)
+    users.delete_user(store, "root")
+    assert [u.username for u in users.list_users(store)] == ["alice", "bob"]
+    with pytest.raises(NotFound):
+        users.delete_user(store, "root")
