@@ -3,10 +3,12 @@
 #
 #   ./dev.sh up      install what is needed, initialize on the embedded defaults if needed, run the appliance
 #   ./dev.sh test    install what is needed (test tools too) and run lint, type checks and every test tier
+#   ./dev.sh test-openzfs      only the tests against real OpenZFS, in the test machine
+#   ./dev.sh build-openzfs-vm  build the OpenZFS test machine (or find it in the cache) and print where it is
 #   ./dev.sh setup   install only
 #
 # Environment: BULWARK_DATA_DIR (default /var/lib/bulwark), BULWARK_PORT (default 8443),
-# PYTEST_ARGS (extra arguments for pytest).
+# PYTEST_ARGS (extra arguments for pytest), BULWARK_VM_CACHE (default /var/cache/bulwark/openzfs-vm).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,7 +19,8 @@ python=/usr/bin/python3
 # Debian packages: what the appliance runs, and what the tests start for real.
 run_packages=(python3 python3-venv python3-dev build-essential libffi-dev zfs-fuse samba smbclient
               samba-vfs-modules smartmontools util-linux ca-certificates)
-test_packages=(chromium systemd)
+# The OpenZFS test machine (image/openzfs-vm): built in a Debian chroot, run under QEMU's emulation.
+test_packages=(chromium systemd debootstrap qemu-system-x86 busybox-static)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -79,6 +82,15 @@ setup() {
   web_assets
 }
 
+# Build the OpenZFS test machine, or find it in the cache (~8 minutes the first time, seconds after that),
+# and have the tests use it: they fail rather than skip when it is missing.
+openzfs_vm() {
+  say "OpenZFS test machine (image/openzfs-vm; the first build takes ~8 minutes)"
+  local dir
+  dir="$("$venv/bin/python" image/openzfs-vm/build.py | tail -n 1)"
+  export BULWARK_OPENZFS_VM="$dir" BULWARK_REQUIRE_OPENZFS=1
+}
+
 cmd="${1:-}"
 case "$cmd" in
   up)
@@ -93,6 +105,7 @@ case "$cmd" in
     ;;
   test)
     setup "${test_packages[@]}"
+    openzfs_vm
     say "lint (ruff)"
     "$venv/bin/ruff" check .
     "$venv/bin/ruff" format --check .
@@ -102,11 +115,22 @@ case "$cmd" in
     # shellcheck disable=SC2086
     exec "$venv/bin/pytest" tests ${PYTEST_ARGS:-}
     ;;
+  test-openzfs)
+    setup "${test_packages[@]}"
+    openzfs_vm
+    say "tests against OpenZFS in the test machine (marker: openzfs)"
+    # shellcheck disable=SC2086
+    exec "$venv/bin/pytest" -m openzfs tests ${PYTEST_ARGS:-}
+    ;;
+  build-openzfs-vm)
+    setup "${test_packages[@]}"
+    exec "$venv/bin/python" image/openzfs-vm/build.py
+    ;;
   setup)
     setup "${test_packages[@]}"
     ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
