@@ -213,7 +213,7 @@ def test_token_create_prints_the_token_once(appliance_dir: ApplianceDir, db: Sto
     listing = bulwark(appliance_dir, "token", "list")
     assert listing.stdout == f"{found.id}\tbackup report\toperator\tactive\n"
     as_json = bulwark(appliance_dir, "token", "list", "--json").stdout
-    assert secret not in as_json and secret.split("_")[2] not in as_json
+    assert secret not in as_json and secret.split("_", 2)[2] not in as_json
     assert json.loads(as_json)[0]["active"] is True
 
 
