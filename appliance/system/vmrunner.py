@@ -142,27 +142,44 @@ class _Session:
         self._stdout_memory: bytearray | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._threads: list[threading.Thread] = []
+        self._given_back = False
         self.entry = 0
 
     # the start: 'E', then 'S' or 'F'
     def start(self, env: Mapping[str, str] | None, piped: bool) -> None:
-        self.port.send(b"E", _exec_payload(self.argv, _child_env(env), piped))
-        kind, payload = self.port.recv()
+        """Ask the agent to run the command. If it does not start, the port is given back (and kept out of use
+        unless the agent answered as it should)."""
+        try:
+            self.port.send(b"E", _exec_payload(self.argv, _child_env(env), piped))
+            kind, payload = self.port.recv()
+        except BaseException:
+            self.port.broken = True
+            self.abandon()
+            raise
         if kind == b"F":
             code = struct.unpack(">I", payload[:4])[0]
             if piped:
-                self.port.send(b"i")
-            self._close_wake()
-            self.runner._release(self.port)
+                try:
+                    self.port.send(b"i")
+                except OSError:
+                    self.port.broken = True
+            self.abandon()
             if code == errno.ENOENT:
                 raise CommandNotFound(self.argv[0])
             raise CommandFailed(self.argv, 126, f"cannot run {self.argv[0]}: {payload[4:].decode(errors='replace')}")
         if kind != b"S":
             self.port.broken = True
-            self.runner._release(self.port)
+            self.abandon()
             raise VmChannelError(f"expected the start of {self.argv[0]}, got frame {kind!r}")
         self.pid = struct.unpack(">I", payload)[0]
         self.entry = self.runner._register(self.argv, self.pid, self.kind)
+
+    def abandon(self) -> None:
+        """Give the port back for a command that never started."""
+        if not self._given_back:
+            self._given_back = True
+            self._close_wake()
+            self.runner._release(self.port)
 
     def stdout_to_fd(self, fd: int | None) -> None:
         self._stdout_sink = fd
@@ -280,8 +297,9 @@ class _Session:
             if thread.is_alive():
                 log.error("command channel port %d is stuck after %s", self.port.index, self.argv)
                 self.port.broken = True
-        self._close_wake()
         self.runner._unregister(self.entry)
+        self._given_back = True
+        self._close_wake()
         self.runner._release(self.port)
 
     def stdout_bytes(self) -> bytes:
@@ -424,7 +442,8 @@ class VmRunner:
             port.close()
 
     def _session(self, argv: Sequence[str], kind: str) -> _Session:
-        return _Session(self, self._acquire(), check_argv(argv), kind)
+        args = check_argv(argv)  # (before a port is taken)
+        return _Session(self, self._acquire(), args, kind)
 
     # -- run to completion --------------------------------------------------------------------------
 
@@ -515,6 +534,7 @@ class VmRunner:
                 session.stdout_to_fd(_dup_fd(stdout))
             session.start(env, piped=stdin_source is not None)
         except BaseException:
+            session.abandon()
             for fd in (stdin_source, session._stdout_sink):
                 if fd is not None:
                     with contextlib.suppress(OSError):
