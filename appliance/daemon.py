@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 import appliance.clients.jobs  # noqa: F401  (registers the client.snapshot, client.prune, client.restore kinds)
 import appliance.disks.pool  # noqa: F401  (registers the pool.scrub job kind)
+from appliance import alerts
+from appliance.alerts import delivery, outbox
 from appliance.clients import browse, points, reconcile, rpo, scheduler
+from appliance.disks import health
 from appliance.disks import pool as pool_service
 from appliance.jobs import queue
 from appliance.jobs.worker import Worker
@@ -31,6 +34,7 @@ HEARTBEAT_KEY = "daemon.heartbeat"
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE = 30.0
 SCHEDULE_SECONDS = 20.0
+DELIVERY_POLL = 0.25  # how often the outbox is looked at (the web process and the CLI queue into it)
 
 
 @dataclass
@@ -61,7 +65,27 @@ class Daemon:
             PeriodicTask("clients.rpo", 60.0, self.check_rpo),
             PeriodicTask("clients.holds", 300.0, self.reconcile_holds),
             PeriodicTask("browse.sweep", 60.0, self.sweep_browse_clones),
+            PeriodicTask("alerts.pool", 60.0, self.check_pool),
+            PeriodicTask("alerts.snoozes", 30.0, self.expire_snoozes),
         ]
+
+    def check_pool(self) -> None:
+        health.check_pool(self.store, self.zfs, self.pool_name)
+
+    def expire_snoozes(self) -> None:
+        alerts.expire_snoozes(self.store)
+
+    def _deliver(self) -> None:
+        """Deliver the outbox (its own thread: a slow mail server never delays the periodic tasks)."""
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    delivery.deliver_due(self.store)
+                except Exception:
+                    log.exception("alert delivery crashed; trying again")
+                self.stop_event.wait(DELIVERY_POLL)
+        finally:
+            self.store.close_thread()
 
     def check_rpo(self) -> None:
         rpo.check_all(self.store, self.zfs)
@@ -100,6 +124,8 @@ class Daemon:
             reconcile.on_daemon_start(self.store, self.zfs, recovered)
         except BulwarkError as exc:
             log.warning("reconciliation with ZFS failed (the periodic tasks retry parts of it): %s", exc)
+        if resent := outbox.recover(self.store, older_than=0):
+            log.warning("%d notification(s) were being sent when the daemon stopped; sending them again", resent)
         for i in range(self.workers):
             worker = Worker(i, self.store, self.zfs, self.stop_event, self.wake)
             worker.start()
@@ -107,6 +133,9 @@ class Daemon:
         scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
         scheduler.start()
         self._threads.append(scheduler)
+        sender = threading.Thread(target=self._deliver, name="alert-delivery", daemon=True)
+        sender.start()
+        self._threads.append(sender)
         log.info("bulwarkd started: %d workers, pool %s", self.workers, self.pool_name)
 
     def _schedule(self) -> None:

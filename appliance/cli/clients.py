@@ -1,4 +1,4 @@
-"""Clients and alerts: ``client add|list|show|set|remove|reattach``, ``alert list``."""
+"""Clients: ``client add|list|show|set|remove|reattach``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 import time
 from typing import Any
 
-from appliance import alerts
 from appliance.cli.common import JobFailedError, add_command, add_group, open_store, print_json, progress_line
 from appliance.clients import overview, removal, service
 from appliance.clients.errors import DaemonNotRunning
@@ -203,20 +202,6 @@ def cmd_reattach(args: argparse.Namespace, paths: Paths) -> int:
         store.close()
 
 
-def cmd_alert_list(args: argparse.Namespace, paths: Paths) -> int:
-    store = open_store(paths)
-    try:
-        found = alerts.list_alerts(store, active_only=not args.all)
-        if args.json:
-            print_json([a.to_dict() for a in found])
-        else:
-            for a in found:
-                print(f"{when(a.raised_at)} {a.level:8} {a.state:7} {a.category:6} {a.message}")
-        return 0
-    finally:
-        store.close()
-
-
 def _setting_options(p: argparse.ArgumentParser, *, kind_required: bool) -> None:
     p.add_argument("--kind", choices=["smb", "agent", "both"], required=kind_required, help="how it is backed up")
     p.add_argument("--quota", help="space limit for its data and points, e.g. 500G ('none' to clear)")
@@ -250,9 +235,4 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p = add_command(client, "reattach", cmd_reattach, "bring a removed client (or one found on the pool) back")
     p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-
-    alert = add_group(sub, "alert", "conditions that need attention")
-    p = add_command(alert, "list", cmd_alert_list, "active alerts (with --all, cleared ones too)")
-    p.add_argument("--all", action="store_true")
     p.add_argument("--json", action="store_true")

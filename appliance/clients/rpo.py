@@ -20,6 +20,22 @@ CATEGORY = "rpo"
 OK, STALE, NO_POINT = "ok", "stale", "no_point"
 
 
+STALE_ALERT = alerts.declare(
+    "rpo.stale",
+    level="warning",
+    category=CATEGORY,
+    title="Client past its RPO target",
+    template="client {client}: last good recovery point is {age} old (RPO target {target})",
+)
+NO_POINT_ALERT = alerts.declare(
+    "rpo.no_point",
+    level="warning",
+    category=CATEGORY,
+    title="Client without a good recovery point",
+    template="client {client} has no good recovery point yet (RPO target {target})",
+)
+
+
 def alert_key(client: str) -> str:
     return f"rpo:{client}"
 
@@ -87,19 +103,17 @@ def check_all(store: Store, zfs: ZfsHost, now: float | None = None) -> list[RpoS
             continue
         results.append(result)
         if result.stale:
-            alerts.raise_alert(
+            alerts.fire(
                 store,
+                NO_POINT_ALERT if result.last_good_at is None else STALE_ALERT,
                 alert_key(client.name),
-                level="warning",
-                category=CATEGORY,
                 subject=f"client:{client.name}",
-                message=result.message(),
                 now=at,
+                client=client.name,
+                age=describe_age(result.age_seconds or 0),
+                target=format_duration(result.target_seconds),
             )
         else:
             alerts.clear(store, alert_key(client.name), now=at)
-    names = {c.name for c in active}
-    for alert in alerts.list_alerts(store, category=CATEGORY):
-        if alert.key.removeprefix("rpo:") not in names:
-            alerts.clear(store, alert.key, now=at)
+    alerts.clear_missing(store, CATEGORY, {alert_key(c.name) for c in active}, now=at)
     return results

@@ -6,7 +6,7 @@ import logging
 import threading
 import traceback
 
-from appliance.jobs import base, queue
+from appliance.jobs import base, failures, queue
 from appliance.store import Store
 from appliance.system.errors import BulwarkError
 from appliance.zfs.host import ZfsHost
@@ -65,11 +65,16 @@ class Worker(threading.Thread):
         except BulwarkError as exc:
             state = queue.fail(self.store, job.id, exc)
             log.warning("job %d (%s) failed (%s): %s", job.id, job.kind, state, exc)
+            if state == "failed":
+                failures.job_failed(self.store, job, exc.to_dict())
             return
         except Exception as exc:  # a bug: record it on the job, keep the worker alive
             log.exception("job %d (%s) crashed", job.id, job.kind)
             queue.log(self.store, job.id, traceback.format_exc(), "error")
-            queue.fail(self.store, job.id, InternalError(job.id, f"{type(exc).__name__}: {exc}"))
+            error = InternalError(job.id, f"{type(exc).__name__}: {exc}")
+            if queue.fail(self.store, job.id, error) == "failed":
+                failures.job_failed(self.store, job, error.to_dict())
             return
         queue.succeed(self.store, job.id, result)
+        failures.job_succeeded(self.store, job)
         log.info("job %d (%s) succeeded", job.id, job.kind)

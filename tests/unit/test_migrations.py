@@ -264,6 +264,94 @@ _CLIENT_ROWS = [
     ),
 ]
 
+_ALERTING_ROWS = [
+    Row(
+        "alerts",
+        {
+            "id": 3,
+            "key": "pool:health:tank",
+            "level": "critical",
+            "category": "pool",
+            "subject": "pool:tank",
+            "message": "pool tank is DEGRADED",
+            "state": "active",
+            "raised_at": 100.0,
+            "last_seen_at": 160.0,
+            "count": 2,
+            "class": "pool.health",
+            "acknowledged_at": 120.0,
+            "acknowledged_by": "user:olivia",
+            "snoozed_until": 7300.0,
+            "snoozed_by": "user:olivia",
+        },
+    ),
+    Row(
+        "alert_events",
+        {
+            "id": 1,
+            "alert_id": 3,
+            "at": 120.0,
+            "event": "acknowledged",
+            "actor": "user:olivia",
+            "level": "critical",
+            "message": "pool tank is DEGRADED",
+        },
+    ),
+    Row(
+        "alert_channels",
+        {
+            "id": 1,
+            "name": "msp-mail",
+            "kind": "email",
+            "enabled": 1,
+            "min_level": "warning",
+            "notify_cleared": 1,
+            "quiet_hours": "22:00-07:00",
+            "config": json.dumps({"host": "smtp.example.net", "port": 587, "security": "starttls"}),
+            "secret": "smtp-password",
+            "created_at": 90.0,
+            "updated_at": 91.0,
+            "last_success_at": 95.0,
+            "last_failure_at": None,
+            "last_error": None,
+        },
+    ),
+    Row(
+        "alert_outbox",
+        {
+            "id": 1,
+            "channel_id": 1,
+            "alert_id": 3,
+            "event": "raised",
+            "payload": json.dumps({"subject": "s", "text": "t"}),
+            "state": "pending",
+            "attempts": 1,
+            "max_attempts": 6,
+            "created_at": 100.0,
+            "not_before": 110.0,
+            "last_error": "connection refused",
+        },
+    ),
+    Row(
+        "report_schedules",
+        {"id": 1, "client": "acme-fs1", "channel_id": 1, "every": "weekly", "next_at": 604800.0, "created_at": 90.0},
+    ),
+    Row(
+        "point_history",
+        {
+            "snapshot": "tank/clients/acme-fs1/share@bw-20260126T143400Z-manual",
+            "client": "acme-fs1",
+            "area": "share",
+            "created_at": 1769438040.0,
+            "source": "manual",
+            "verified": "verified",
+            "first_seen_at": 1769438100.0,
+            "gone_at": None,
+        },
+    ),
+    Row("client_usage_samples", {"client": "acme-fs1", "at": 3600.0, "used_bytes": 1 << 30, "points": 12}),
+]
+
 # Version → rows valid in a database at exactly that version (version 0 is an empty database).
 SAMPLES: dict[int, list[Row]] = {
     0: [],
@@ -271,6 +359,7 @@ SAMPLES: dict[int, list[Row]] = {
     2: _V2_ROWS,
     3: _WEB_SECURITY_ROWS,
     4: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS],
+    5: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS],
 }
 
 
