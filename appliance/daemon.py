@@ -22,6 +22,8 @@ from appliance.disks import health
 from appliance.disks import pool as pool_service
 from appliance.jobs import queue
 from appliance.jobs.worker import Worker
+from appliance.reports import history
+from appliance.reports import schedule as report_schedule
 from appliance.store import Store
 from appliance.system.errors import BulwarkError
 from appliance.system.runner import Runner
@@ -67,7 +69,15 @@ class Daemon:
             PeriodicTask("browse.sweep", 60.0, self.sweep_browse_clones),
             PeriodicTask("alerts.pool", 60.0, self.check_pool),
             PeriodicTask("alerts.snoozes", 30.0, self.expire_snoozes),
+            PeriodicTask("reports.history", 60.0, self.record_history),
+            PeriodicTask("reports.mail", 300.0, self.mail_reports),
         ]
+
+    def record_history(self) -> None:
+        history.sample(self.store, self.zfs)
+
+    def mail_reports(self) -> None:
+        report_schedule.send_due(self.store)
 
     def check_pool(self) -> None:
         health.check_pool(self.store, self.zfs, self.pool_name)
