@@ -68,6 +68,11 @@ def gunicorn_argv(paths: Paths, opts: WebOptions) -> list[str]:
         *binds,
         "--workers",
         str(opts.workers),
+        # Threads, so that a long streamed download neither blocks the UI nor hits the worker timeout.
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
         "--certfile",
         str(paths.tls_cert),
         "--keyfile",

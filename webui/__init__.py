@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["bulwark.store"] = Store.open(paths.db)
 
     from webui import account, api, areas, audit, auth, dashboard, errors, identity, jobs, settings, setup, storage
+    from webui import clients as client_pages
     from webui import users as users_pages
 
     errors.init_app(app)
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         account.bp,
         setup.bp,
         dashboard.bp,
+        client_pages.bp,
         jobs.bp,
         storage.bp,
         settings.bp,

@@ -9,7 +9,7 @@ from flask import Blueprint
 from appliance.daemon import daemon_state
 from appliance.jobs import queue
 from appliance.zfs import units
-from webui import state
+from webui import client_common, state
 from webui.permissions import requires
 from webui.render import render
 from webui.storage import pool_context
@@ -55,6 +55,7 @@ def index() -> str:
         recent=queue.list_jobs(state.store(), limit=6),
         zfs_caps=state.zfs().caps,
         settings=state.appliance_settings(),
+        **client_common.dashboard_context(),
     )
 
 

@@ -25,6 +25,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users.manage": frozenset({ADMIN}),
     "tokens.manage": frozenset({ADMIN}),
     "settings.manage": frozenset({ADMIN}),
+    "clients.manage": STAFF,  # add clients, change their settings, pin and unpin points, remove and reattach
+    "clients.destroy": frozenset({ADMIN}),  # destroy data: a client's datasets, or one recovery point
+    "restore.run": STAFF,  # browse recovery points, download from them, restore into live data
     # Each area adds its permissions together with the views that use them (a test checks that every
     # entry here is used), e.g. "clients.manage": STAFF, "clients.destroy": {ADMIN}, "restore.run": STAFF,
     # "alerts.ack": STAFF, "keys.manage": {ADMIN}, "network.manage": {ADMIN}.

@@ -26,6 +26,7 @@ STATES = ("active", "removed")
 SOURCES = ("smb", "agent", "manual", "schedule")
 FORMAT_VERSION = "1"
 MAX_NOTES = 2000
+MAX_NOTES_STORED = 8000  # bytes of the JSON-encoded bulwark:notes property
 DEFAULT_RPO = 24 * 3600
 DEFAULT_SCHEDULE = "every 1h"
 _NAME = re.compile(r"[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,31}")
@@ -82,6 +83,8 @@ def check_notes(notes: str) -> str:
         raise InvalidInput(f"notes are limited to {MAX_NOTES} characters")
     if any(not ch.isprintable() and ch not in "\n\t" for ch in notes):
         raise InvalidInput("notes must not contain control characters other than line breaks and tabs")
+    if len(json.dumps(notes)) > MAX_NOTES_STORED:  # ZFS keeps a property value of at most 8 KiB
+        raise InvalidInput("notes are too long to store (characters outside ASCII count up to 6 times); shorten them")
     return notes
 
 
@@ -94,6 +97,8 @@ def parse_quota(value: str | int | None) -> int | None:
         return None
     if size < 64 * 1024 * 1024:
         raise InvalidInput("a client's quota must be at least 64 MiB (or 'none')")
+    if size >= 2**64:  # ZFS's limit ("numeric value is too large")
+        raise InvalidInput("a client's quota must be less than 16 EiB")
     return size
 
 

@@ -157,6 +157,7 @@ def test_first_login_password_change_and_wizard(tab: Tab, appliance: Appliance) 
     assert page.locator("h1").inner_text() == "branch-office"
     assert tab.nav_links() == [
         "Dashboard",
+        "Clients",
         "Storage",
         "Disks",
         "Offsite",

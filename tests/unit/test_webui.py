@@ -1122,6 +1122,35 @@ CSRF_CASES = [
     ("/api/v1/me/password", "POST"),
     ("/api/v1/me/totp/setup", "POST"),
     ("/api/v1/me/totp/enable", "POST"),
+    # Clients, points, browsing and restores: refused at the gate, before any ZFS is touched.
+    ("/api/v1/browse/<string(maxlength=64):sid>", "DELETE"),
+    ("/api/v1/browse/<string(maxlength=64):sid>/zip", "POST"),
+    ("/api/v1/clients", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>", "DELETE"),
+    ("/api/v1/clients/<string(maxlength=32):name>", "PATCH"),
+    ("/api/v1/clients/<string(maxlength=32):name>/browse", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/points", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/points/<path:point>", "DELETE"),
+    ("/api/v1/clients/<string(maxlength=32):name>/points/<path:point>/pin", "DELETE"),
+    ("/api/v1/clients/<string(maxlength=32):name>/points/<path:point>/pin", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/prune", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/reattach", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/remove", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/restore", "POST"),
+    ("/clients/", "POST"),
+    ("/clients/<string(maxlength=32):name>/browse/", "POST"),
+    ("/clients/<string(maxlength=32):name>/browse/<string(maxlength=64):sid>/close", "POST"),
+    ("/clients/<string(maxlength=32):name>/browse/<string(maxlength=64):sid>/restore", "POST"),
+    ("/clients/<string(maxlength=32):name>/browse/<string(maxlength=64):sid>/zip", "POST"),
+    ("/clients/<string(maxlength=32):name>/destroy", "POST"),
+    ("/clients/<string(maxlength=32):name>/points/destroy", "POST"),
+    ("/clients/<string(maxlength=32):name>/points/pin", "POST"),
+    ("/clients/<string(maxlength=32):name>/points/unpin", "POST"),
+    ("/clients/<string(maxlength=32):name>/prune", "POST"),
+    ("/clients/<string(maxlength=32):name>/reattach", "POST"),
+    ("/clients/<string(maxlength=32):name>/remove", "POST"),
+    ("/clients/<string(maxlength=32):name>/settings", "POST"),
+    ("/clients/<string(maxlength=32):name>/snapshot", "POST"),
 ]
 
 # What each form would send (it would change something if the token were there).
@@ -1141,6 +1170,8 @@ FORMS = {
     "/api/v1/users/<string(maxlength=32):username>": {"role": "admin", "disabled": True},
     "/api/v1/tokens": {"name": "stolen", "role": "admin"},
     "/api/v1/me/password": {"current": ADMIN_NEW_PASSWORD, "new": NEW_PASSWORD},
+    "/clients/": {"name": "csrf-victim", "kind": "smb"},
+    "/api/v1/clients": {"name": "csrf-victim", "kind": "smb"},
 }
 
 
@@ -1150,6 +1181,9 @@ def _concrete(rule: str, job_id: int, token_id: int) -> str:
         .replace("<int:token_id>", str(token_id))
         .replace("<string(maxlength=32):username>", "olivia")
         .replace("<username>", "olivia")
+        .replace("<string(maxlength=32):name>", "acme")
+        .replace("<string(maxlength=64):sid>", "0123456789abcdef")
+        .replace("<path:point>", "share@bw-20261126T120000Z-manual")
     )
 
 
