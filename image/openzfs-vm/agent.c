@@ -207,7 +207,7 @@ static void run_command(uint32_t len) {
 	}
 	if (pid == 0) {
 		setsid();
-		int null = open("/dev/null", O_RDONLY);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		dup2(piped ? in[0] : null, 0);
 		dup2(out[1], 1);
 		dup2(err[1], 2);

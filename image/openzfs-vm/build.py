@@ -11,7 +11,7 @@ repository, under a key that is the hash of its inputs:
 1. ``rootfs-<key>``: a Debian 12 chroot made by ``rootfs.sh`` (debootstrap minbase, the kernel of the current
    ABI with its headers, ``zfs-dkms``/``zfsutils-linux`` from bookworm-backports, whose dkms compiles the
    modules). Key: ``rootfs.sh`` and the exact package versions, resolved first from the mirror with a private
-   apt state (the mirror is the host's, from ``/etc/apt/sources.list.d/debian.sources``). ~5 minutes.
+   apt state (the mirror is the host's, from ``/etc/apt/sources.list.d/debian.sources``). ~7 minutes.
 2. ``vm-<key>``: ``vmlinuz`` and ``initrd.img`` (busybox-static, the ZFS userland with the libraries ``ldd``
    names and ``libgcc_s.so.1``, the modules in load order, ``init`` and the guest agent compiled statically
    from ``agent.c``), then booted once to check that ``zfs version`` and ``zpool create`` work. Key: the
@@ -25,6 +25,7 @@ Every command goes through the appliance's command runner; any failure stops the
 from __future__ import annotations
 
 import argparse
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -190,7 +191,7 @@ def ensure_rootfs(key: str, mirror: str, security: str, versions: dict[str, str]
         say(f"removing an unfinished build root {partial}")
         shutil.rmtree(partial)
     log = CACHE / f"rootfs-{key}.log"
-    say(f"building the chroot {root} (kernel {versions['kernel_abi']}, OpenZFS {versions['zfs_version']}; ~5 min)")
+    say(f"building the chroot {root} (kernel {versions['kernel_abi']}, OpenZFS {versions['zfs_version']}; ~7 min)")
     say(f"its log: {log}")
     started = time.monotonic()
     argv = [
@@ -440,6 +441,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         raise SystemExit("openzfs-vm: building needs root (debootstrap, chroot)")
     CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        # (one build at a time: another one waits here, then finds what the first one made)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        artifacts = build(not args.no_verify)
+    print(artifacts)
+    return 0
+
+
+def build(check: bool) -> Path:
+    """The artifacts for the package versions the mirror has now: cached, or built."""
     started = time.monotonic()
     mirror, security = host_mirrors()
     try:
@@ -451,8 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"openzfs-vm: cannot reach the Debian mirror {mirror} and nothing is cached: {exc}"
             ) from exc
         say(f"WARNING: cannot reach the Debian mirror ({exc.stderr.strip()[-200:]}); using the cached {found}")
-        print(found)
-        return 0
+        return found
     say(f"kernel {versions['kernel_abi']} {versions['kernel_version']}, OpenZFS {versions['zfs_version']}")
     root_key = digest(ROOTFS_SCRIPT.read_bytes(), json.dumps(versions, sort_keys=True).encode())
     key = vm_key(root_key)
@@ -461,10 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"cached machine {artifacts}")
     else:
         root = ensure_rootfs(root_key, mirror, security, versions)
-        artifacts = build_vm(key, root_key, root, versions, not args.no_verify)
+        artifacts = build_vm(key, root_key, root, versions, check)
     say(f"ready in {time.monotonic() - started:.0f} s: {artifacts}")
-    print(artifacts)
-    return 0
+    return artifacts
 
 
 if __name__ == "__main__":
