@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 import pytest
 
 from appliance.system.runner import Runner, Service, local_runner
-from appliance.zfs import pools
+from appliance.zfs import datasets, pools, snapshots
 from appliance.zfs.host import ZfsHost
 from tests.openzfs_vm import GuestFiles, openzfs_vm
 
@@ -213,6 +213,16 @@ class TestPool:
         """The full name of a dataset of this pool."""
         return f"{self.name}/{relative}"
 
+    def snapshot_files(self, snapshot: str) -> dict[str, str]:
+        """SHA-256 of the files of ``snapshot`` (a snapshot of this pool), read through a new clone that is
+        destroyed again (zfs-fuse has no .zfs/snapshot, and its FUSE cache can be stale after a receive)."""
+        check = self.ds(f"check-{secrets.token_hex(3)}")
+        snapshots.clone(self.host, snapshot, check)
+        try:
+            return self.fs.tree(self.path(check.split("/", 1)[1]))
+        finally:
+            datasets.destroy(self.host, check)
+
 
 def new_pool_name() -> str:
     return f"bwt{secrets.token_hex(4)}"
@@ -301,13 +311,13 @@ def pool_maker(zfs_backend: ZfsBackend, tmp_path: Path) -> Iterator[PoolMaker]:
     local = zfs_backend.scratch is None
     directory = tmp_path / "zfs" if local else (zfs_backend.scratch or Path()) / f"bwt-{secrets.token_hex(4)}"
     maker = PoolMaker(zfs_backend, directory)
-    # (here the hygiene fixture of conftest.py checks for pools left behind; in the machine, this does)
-    before = set() if local else imported(zfs_backend.host.runner)
     try:
         yield maker
     finally:
         maker.cleanup()
-        left = set() if local else imported(zfs_backend.host.runner) - before
+        # (here the hygiene fixture of conftest.py checks for pools left behind; in the machine, where only the
+        # tests of this session make pools and each destroys its own, any pool still there was left behind)
+        left = set() if local else imported(zfs_backend.host.runner)
         destroy_pools_robustly(zfs_backend.host.runner, [(name, directory / "devices") for name in sorted(left)])
         maker.fs.remove_tree(directory)
     if left:

@@ -19,16 +19,6 @@ PASSPHRASE = b"correct horse battery staple"
 ITERATIONS = 100_000
 
 
-def contents(pool: TestPool, snapshot: str) -> dict[str, str]:
-    """The files of ``snapshot``, read through a new clone (destroyed again)."""
-    check = pool.ds(f"check-{os.urandom(3).hex()}")
-    snapshots.clone(pool.host, snapshot, check)
-    try:
-        return pool.fs.tree(pool.path(check.split("/", 1)[1]))
-    finally:
-        datasets.destroy(pool.host, check)
-
-
 @only_zfs_fuse
 def test_encryption_needs_openzfs(pool: TestPool) -> None:
     host, name = pool.host, pool.ds("enc")
@@ -131,9 +121,9 @@ def test_raw_send_to_a_receiver_without_the_key_then_restore(pool: TestPool) -> 
     encryption.load_key(host, copy, PASSPHRASE)
     datasets.mount(host, copy)
     assert pool.fs.read(pool.path("offsite/enc") / "b") == b"written after the first send"
-    assert contents(pool, f"{copy}@s2") == contents(pool, f"{src}@s2")
+    assert pool.snapshot_files(f"{copy}@s2") == pool.snapshot_files(f"{src}@s2")
 
     # and a raw send back to a new dataset, whose key is loaded afterwards
     transfer.replicate(host, f"{copy}@s2", pool.ds("restored"), SendOptions(raw=True))
     encryption.load_key(host, pool.ds("restored"), PASSPHRASE)
-    assert contents(pool, pool.ds("restored@s2")) == contents(pool, f"{src}@s2")
+    assert pool.snapshot_files(pool.ds("restored@s2")) == pool.snapshot_files(f"{src}@s2")

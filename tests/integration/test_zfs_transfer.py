@@ -34,16 +34,6 @@ def source(pool: TestPool) -> str:
     return name
 
 
-def contents(pool: TestPool, snapshot: str) -> dict[str, str]:
-    """The files of ``snapshot``, read through a new clone (destroyed again)."""
-    check = pool.ds(f"check-{os.urandom(3).hex()}")
-    snapshots.clone(pool.host, snapshot, check)
-    try:
-        return pool.fs.tree(pool.path(check.split("/", 1)[1]))
-    finally:
-        datasets.destroy(pool.host, check)
-
-
 def names_of(pool: TestPool, dataset: str) -> list[str]:
     return [s.snapname for s in snapshots.list_snapshots(pool.host, dataset)]
 
@@ -58,7 +48,7 @@ def test_send_to_file_and_receive_from_file(pool: TestPool, source: str, tmp_pat
         transfer.receive_from_file(host, pool.ds("copy"), src)
     assert names_of(pool, pool.ds("copy")) == ["s1"]
     assert datasets.get_dataset(host, pool.ds("copy")).mounted is False  # received with -u
-    assert contents(pool, f"{pool.ds('copy')}@s1") == contents(pool, f"{source}@s1")
+    assert pool.snapshot_files(f"{pool.ds('copy')}@s1") == pool.snapshot_files(f"{source}@s1")
 
 
 def test_incremental_through_files(pool: TestPool, source: str, tmp_path: Path) -> None:
@@ -73,7 +63,7 @@ def test_incremental_through_files(pool: TestPool, source: str, tmp_path: Path) 
         with path.open("rb") as src:
             transfer.receive_from_file(host, pool.ds("copy"), src)
     assert names_of(pool, pool.ds("copy")) == ["s1", "s3"]  # -i: without s2
-    assert contents(pool, f"{pool.ds('copy')}@s3") == contents(pool, f"{source}@s3")
+    assert pool.snapshot_files(f"{pool.ds('copy')}@s3") == pool.snapshot_files(f"{source}@s3")
 
 
 def test_replicate_full_then_incremental_with_intermediates(pool: TestPool, source: str) -> None:
@@ -83,7 +73,7 @@ def test_replicate_full_then_incremental_with_intermediates(pool: TestPool, sour
         host, f"{source}@s3", pool.ds("mirror"), SendOptions(incremental_from=f"{source}@s1", intermediates=True)
     )
     assert names_of(pool, pool.ds("mirror")) == ["s1", "s2", "s3"]
-    assert contents(pool, f"{pool.ds('mirror')}@s2") == contents(pool, f"{source}@s2")
+    assert pool.snapshot_files(f"{pool.ds('mirror')}@s2") == pool.snapshot_files(f"{source}@s2")
 
 
 def test_replicate_with_properties(pool: TestPool, source: str) -> None:
@@ -105,7 +95,7 @@ def test_streaming_send_and_receive_in_chunks(pool: TestPool, source: str, tmp_p
         transfer.send_to_file(host, f"{source}@s2", out)
     assert size == (tmp_path / "ref").stat().st_size
     assert names_of(pool, pool.ds("streamed")) == ["s2"]
-    assert contents(pool, f"{pool.ds('streamed')}@s2") == contents(pool, f"{source}@s2")
+    assert pool.snapshot_files(f"{pool.ds('streamed')}@s2") == pool.snapshot_files(f"{source}@s2")
 
 
 def test_receive_garbage_is_an_invalid_stream(pool: TestPool, tmp_path: Path) -> None:
