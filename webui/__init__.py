@@ -38,7 +38,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["bulwark.paths"] = paths
     app.extensions["bulwark.store"] = Store.open(paths.db)
 
-    from webui import account, api, areas, audit, auth, dashboard, errors, identity, jobs, settings, setup, storage
+    from webui import (
+        account,
+        api,
+        areas,
+        audit,
+        auth,
+        dashboard,
+        errors,
+        identity,
+        jobs,
+        metrics_view,
+        reports,
+        settings,
+        setup,
+        storage,
+    )
+    from webui import alerts as alert_pages
     from webui import clients as client_pages
     from webui import users as users_pages
 
@@ -55,6 +71,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.bp,
         users_pages.bp,
         audit.bp,
+        alert_pages.bp,
+        reports.bp,
+        metrics_view.bp,
         *areas.blueprints,
     ):
         app.register_blueprint(blueprint)

@@ -21,7 +21,6 @@ NOT_YET = {
         "Offsite",
         "Offsite replication is not available in this version yet. Recovery points are kept on this appliance only.",
     ),
-    "alerts": ("Alerts", "Alert rules and notification channels are not available in this version yet."),
 }
 
 

@@ -13,7 +13,7 @@ ADMIN, OPERATOR, VIEWER = "admin", "operator", "viewer"
 ALL = frozenset({ADMIN, OPERATOR, VIEWER})
 STAFF = frozenset({ADMIN, OPERATOR})
 
-PUBLIC = "public"  # no sign-in needed (login page, static assets)
+PUBLIC = "public"  # no sign-in needed (login page, static assets, /metrics with its own optional token)
 PENDING = "pending"  # signed in with the password, second factor still to come
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "clients.manage": STAFF,  # add clients, change their settings, pin and unpin points, remove and reattach
     "clients.destroy": frozenset({ADMIN}),  # destroy data: a client's datasets, or one recovery point
     "restore.run": STAFF,  # browse recovery points, download from them, restore into live data
+    "alerts.ack": STAFF,  # acknowledge, snooze and unsnooze alerts
+    "alerts.manage": frozenset({ADMIN}),  # notification channels, report mails, the /metrics token
     # Each area adds its permissions together with the views that use them (a test checks that every
     # entry here is used), e.g. "clients.manage": STAFF, "clients.destroy": {ADMIN}, "restore.run": STAFF,
     # "alerts.ack": STAFF, "keys.manage": {ADMIN}, "network.manage": {ADMIN}.

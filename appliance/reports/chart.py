@@ -30,7 +30,10 @@ def usage_svg(samples: list[dict[str, Any]], start: float, end: float, tz: dt.tz
     """An accessible SVG: the used bytes of ``samples`` between ``start`` and ``end``."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top_value = float(max([s["used_bytes"] for s in samples] + [1]))
-    step = _step(top_value)
+    unit = 1.0
+    while top_value / unit >= 1024:  # steps of whole KiB, MiB, GiB…: labels stay round
+        unit *= 1024
+    step = _step(top_value / unit) * unit
     top_value = step * max(1, -(-top_value // step))
     span = max(end - start, 1.0)
 
@@ -56,7 +59,8 @@ def usage_svg(samples: list[dict[str, Any]], start: float, end: float, tz: dt.tz
     for i in range(5):
         t = start + span * i / 4
         label = dt.datetime.fromtimestamp(t, tz).strftime(fmt)
-        parts.append(f'<text x="{x(t)}" y="{HEIGHT - 8}" text-anchor="middle" font-size="11" fill="#57606a">'
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        parts.append(f'<text x="{x(t)}" y="{HEIGHT - 8}" text-anchor="{anchor}" font-size="11" fill="#57606a">'
                      f"{escape(label)}</text>")  # fmt: skip
     inside = [s for s in samples if start <= s["at"] <= end]
     if len(inside) >= 2:

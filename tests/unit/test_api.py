@@ -331,6 +331,8 @@ def _template(happy: Happy) -> str:
 # Clients, points, browsing and restores have their own happy-path tests against a real pool, each answer
 # checked against the published document: tests/integration/test_client_api.py.
 OWN_MODULES = ("/api/v1/clients", "/api/v1/browse")
+# Alerts, channels, reports and the metrics token: tests/unit/test_alert_web.py.
+OWN_MODULES += ("/api/v1/alerts", "/api/v1/channels", "/api/v1/notifications", "/api/v1/report", "/api/v1/metrics")
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:

@@ -27,6 +27,7 @@ from appliance import users
 from appliance.auth import tokens
 from appliance.jobs import queue
 from appliance.store import Store
+from tests.alert_web_helpers import ALERT_ARGUMENTS, fill_alert_argument
 from tests.unit.conftest import PASSWORDS, ROLE_USERS, ApplianceDir
 from tests.unit.web import Web, location, text
 from tests.web_helpers import CLIENT_ARGUMENTS, client_endpoints, fill_client_arguments, remove_clients
@@ -84,6 +85,8 @@ class Walk:
                 users.create_user(self.db, values[name], "walk-password-1", "viewer")
             elif name == "filename":
                 values[name] = "app.css"
+            elif name in ALERT_ARGUMENTS:  # an alert, a channel, a report's client… (tests/alert_web_helpers.py)
+                values[name] = fill_alert_argument(self.db, name)
             else:
                 pytest.fail(f"the walk does not know how to fill <{name}> of {rule.rule}; teach Walk.path")
         built = rule.build(values, append_unknown=False)
@@ -254,6 +257,8 @@ def test_the_table_is_the_one_agreed() -> None:
         "clients.manage": ["admin", "operator"],
         "clients.destroy": ["admin"],
         "restore.run": ["admin", "operator"],
+        "alerts.ack": ["admin", "operator"],
+        "alerts.manage": ["admin"],
     }
 
 

@@ -95,7 +95,14 @@ def error_response(exc: BulwarkError) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    from webui.api import routes_browse, routes_clients, routes_jobs, routes_system, routes_users  # noqa: F401
+    from webui.api import (  # noqa: F401  (register the routes)
+        routes_alerts,
+        routes_browse,
+        routes_clients,
+        routes_jobs,
+        routes_system,
+        routes_users,
+    )
 
     app.register_blueprint(bp)
     spec.app = app  # generate the document from this app's routes (without SpecTree's public pages)
