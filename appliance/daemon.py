@@ -84,6 +84,7 @@ class Daemon:
 
     def expire_snoozes(self) -> None:
         alerts.expire_snoozes(self.store)
+        outbox.forget_old(self.store)
 
     def _deliver(self) -> None:
         """Deliver the outbox (its own thread: a slow mail server never delays the periodic tasks)."""

@@ -24,6 +24,7 @@ ALERT_ATTEMPTS = 6
 BACKOFF_BASE = 15.0  # seconds before the 2nd attempt; doubled each time
 BACKOFF_MAX = 900.0
 STALE_CLAIM = 600.0  # a row left 'sending' this long was claimed by a daemon that died
+KEEP_SECONDS = 90 * 86400  # notifications that ended are kept this long (the alerts themselves stay)
 RAISING_EVENTS = ("raised", "escalated", "reminder")
 EVENT_WORDS = {
     "raised": "",
@@ -334,5 +335,16 @@ def recover(store: Store, now: float | None = None, *, older_than: float = STALE
         cur = conn.execute(
             "UPDATE alert_outbox SET state = 'pending', not_before = ? WHERE state = 'sending' AND claimed_at < ?",
             (at, at - older_than),
+        )
+        return cur.rowcount
+
+
+def forget_old(store: Store, *, now: float | None = None, keep_seconds: float = KEEP_SECONDS) -> int:
+    """Forget notifications that ended (sent, failed, dropped) longer ago than ``keep_seconds``."""
+    at = time.time() if now is None else now
+    with store.write() as conn:
+        cur = conn.execute(
+            "DELETE FROM alert_outbox WHERE state IN ('sent', 'failed', 'dropped') AND created_at < ?",
+            (at - keep_seconds,),
         )
         return cur.rowcount

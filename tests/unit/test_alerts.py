@@ -318,3 +318,13 @@ def test_syslog_line_is_rfc5424(store: Store) -> None:
     assert line.startswith("<154>1 2026-11-26T12:00:00.000000Z vault-1 bulwark - ALERT ")  # 19*8+2
     assert '[bulwark@32473 event="raised" delivery="vault-1:9" alert="7" key="pool:health:tank"]' in line
     assert line.endswith('pool "tank" is ] DEGRADED') and "\n" not in line
+
+
+def test_old_notifications_are_forgotten(store: Store) -> None:
+    _webhook(store)
+    alerts.raise_alert(store, "k", level="warning", category="test", message="m", now=T0)
+    [queued] = outbox.list_notifications(store)
+    outbox.mark_sent(store, queued.id, T0 + 1)
+    assert outbox.forget_old(store, now=T0 + outbox.KEEP_SECONDS - 1) == 0
+    assert outbox.forget_old(store, now=T0 + outbox.KEEP_SECONDS + 1) == 1
+    assert outbox.list_notifications(store) == [] and alerts.get_active(store, "k") is not None
