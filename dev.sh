@@ -18,9 +18,11 @@ python=/usr/bin/python3
 
 # Debian packages: what the appliance runs, and what the tests start for real.
 run_packages=(python3 python3-venv python3-dev build-essential libffi-dev zfs-fuse samba smbclient
-              samba-vfs-modules smartmontools util-linux ca-certificates)
-# The OpenZFS test machine (image/openzfs-vm): built in a Debian chroot, run under QEMU's emulation.
-test_packages=(chromium systemd debootstrap qemu-system-x86 busybox-static)
+              samba-vfs-modules smartmontools util-linux ca-certificates openssh-client e2fsprogs)
+# What the tests start: the OpenZFS test machine (a Debian chroot run under QEMU), Chromium, a jump host and
+# SFTP server (sshd); the peers the benchmarks compare with (rsync, restic).
+test_packages=(chromium systemd debootstrap qemu-system-x86 busybox-static
+               openssh-server rsync restic)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
