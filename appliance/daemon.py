@@ -26,7 +26,9 @@ from appliance.reports import history
 from appliance.reports import schedule as report_schedule
 from appliance.store import Store
 from appliance.system.errors import BulwarkError
-from appliance.system.runner import Runner
+from appliance.system.paths import Paths
+from appliance.system.runner import LocalRunner, Runner, local_runner
+from appliance.tunnel.supervisor import Supervisor as TunnelSupervisor
 from appliance.zfs import pools
 from appliance.zfs.host import ZfsHost
 
@@ -147,6 +149,10 @@ class Daemon:
         sender = threading.Thread(target=self._deliver, name="alert-delivery", daemon=True)
         sender.start()
         self._threads.append(sender)
+        runner = self.runner if isinstance(self.runner, LocalRunner) else local_runner()
+        tunnel = TunnelSupervisor(self.store, runner, Paths(self.store.path.parent), self.stop_event)
+        tunnel.start()  # the MSP remote-access tunnel (appliance/tunnel)
+        self._threads.append(tunnel)
         log.info("bulwarkd started: %d workers, pool %s", self.workers, self.pool_name)
 
     def _schedule(self) -> None:

@@ -12,13 +12,14 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 from appliance import provision
 from appliance.daemon import Daemon
 from appliance.store import Store
+from appliance.system import settings
 from appliance.system.errors import BulwarkError, Busy
 from appliance.system.paths import Paths
 from appliance.system.runner import LocalRunner, Service
@@ -114,6 +115,14 @@ def wait_until_listening(port: int, proc: Service, timeout: float = 30.0) -> boo
     return False
 
 
+def _tunnel_listener_changed(store: Store, opts: WebOptions) -> int | None:
+    """The remote-access tunnel's listener port if it was set (``bulwark tunnel configure``) since the web server
+    started, else None. Only a newly set port counts: its removal never happens while running."""
+    config = settings.load(store)
+    port = config.tunnel_listen_port if config is not None else None
+    return port if port is not None and port != opts.tunnel_port else None
+
+
 def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, announce: bool = True) -> int:
     """Run until SIGINT/SIGTERM. Returns the exit status."""
     paths.require_initialized()
@@ -154,6 +163,12 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
             )
         restarts: list[float] = []
         while not stop.wait(0.5):
+            if (wanted := _tunnel_listener_changed(store, web_opts)) is not None:
+                log.info("the tunnel listener is now port %s: restarting the web server", wanted)
+                web.stop(timeout=15)
+                web_opts = replace(web_opts, tunnel_port=wanted)
+                web = start_web(runner, paths, web_opts)
+                continue
             if web.poll() is not None:
                 now = time.monotonic()
                 restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]

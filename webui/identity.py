@@ -14,6 +14,7 @@ from appliance import users
 from appliance.auth import sessions, tokens, totp
 from appliance.auth.sessions import Session
 from appliance.system.errors import BulwarkError
+from appliance.tunnel import config as tunnel_config
 from appliance.users import User
 from webui import csrf, state
 from webui.permissions import PENDING, PUBLIC, allowed, permission_of
@@ -100,8 +101,23 @@ def _redirect(endpoint: str) -> Response:
     return redirect(target)
 
 
+def _remote_blocked() -> Response:
+    message = "Remote sessions are switched off at the site."
+    hint = "Ask the on-site administrator to allow remote sessions on the Remote access page."
+    if is_api():
+        return api_error(403, "remote_sessions_blocked", message, hint)
+    return Response(
+        f"<!doctype html><title>Remote access blocked</title><h1>Remote access blocked</h1><p>{message}</p>"
+        f"<p>{hint}</p>",
+        status=403,
+        mimetype="text/html",
+    )
+
+
 def gate() -> Response | None:
     """The request hook. Returns a response to stop the request, or None to let it through."""
+    if is_remote() and not tunnel_config.remote_sessions_allowed(state.store()):
+        return _remote_blocked()  # the on-site switch: nothing at all through the tunnel
     endpoint = request.endpoint
     view = current_app.view_functions.get(endpoint) if endpoint else None
     permission = permission_of(view)

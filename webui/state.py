@@ -49,6 +49,8 @@ def audit(action: str, target: str | None = None, **details: object) -> None:
 
     identity = g.get("identity")
     actor = identity.actor if identity is not None else f"anonymous@{request.remote_addr}"
+    if identity is not None and identity.remote:
+        details.setdefault("remote", True)  # made through the MSP tunnel
     store().audit(actor, action, target, address=request.remote_addr, **details)
 
 
