@@ -39,6 +39,7 @@ from appliance.reports import history
 from appliance.store import Store
 from appliance.system import settings
 from appliance.system.errors import BulwarkError
+from appliance.tunnel import metrics as tunnel_metrics
 from appliance.zfs import pools, status
 from appliance.zfs.host import ZfsHost
 
@@ -101,6 +102,7 @@ class ApplianceCollector(Collector):
         yield from self._clients(now)
         yield from self._jobs()
         yield from self._alerts(now)
+        yield from tunnel_metrics.families(self.store, now)
         yield GaugeMetricFamily(
             "bulwark_offsite_backlog_bytes",
             "Bytes of recovery points not yet replicated offsite (no samples: offsite replication is not in "

@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         identity,
         jobs,
         metrics_view,
+        remote_access,
         reports,
         settings,
         setup,
@@ -74,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         alert_pages.bp,
         reports.bp,
         metrics_view.bp,
+        remote_access.bp,
         *areas.blueprints,
     ):
         app.register_blueprint(blueprint)

@@ -41,3 +41,10 @@ class RemoteSwitchLocked(PermissionDenied):
 
     code = "remote_switch_on_site_only"
     hint = "Sign in on the appliance's LAN address (or use 'bulwark tunnel remote-sessions' on its console)."
+
+
+class OnSiteOnly(PermissionDenied):
+    """Remote access settings can only be changed on site, not through the tunnel itself."""
+
+    code = "tunnel_on_site_only"
+    hint = "Sign in on the appliance's LAN address (or use 'bulwark tunnel' on its console)."

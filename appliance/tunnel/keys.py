@@ -72,6 +72,21 @@ def check_fingerprint(text: str) -> str:
     return value
 
 
+def _wire_strings(raw: bytes) -> list[bytes]:
+    """A key blob is a run of length-prefixed strings that ends exactly at its end; else it is damaged."""
+    out = []
+    at = 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            return []
+        size = int.from_bytes(raw[at : at + 4], "big")
+        if at + 4 + size > len(raw):
+            return []
+        out.append(raw[at + 4 : at + 4 + size])
+        at += 4 + size
+    return out
+
+
 def parse_public_key(text: str, *, allowed: tuple[str, ...] = HOST_KEY_TYPES) -> PublicKey:
     """One key as ``TYPE BASE64 [comment]``, or a known_hosts / ssh-keyscan line ``HOST TYPE BASE64``. The blob
     must decode and name its own type (a key pasted with a character missing is refused, not half-trusted)."""
@@ -87,11 +102,11 @@ def parse_public_key(text: str, *, allowed: tuple[str, ...] = HOST_KEY_TYPES) ->
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("the key's base64 part is damaged (a character missing or extra?)") from None
-    if len(raw) < 4:
-        raise InvalidInput("the key is too short")
-    name_len = int.from_bytes(raw[:4], "big")
-    if raw[4 : 4 + name_len].decode("ascii", "replace") != key_type:
+    fields = _wire_strings(raw)
+    if not fields or fields[0].decode("ascii", "replace") != key_type:
         raise InvalidInput("the key's data does not match its type (a damaged or mixed-up paste?)")
+    if key_type == "ssh-ed25519" and (len(fields) != 2 or len(fields[1]) != 32):
+        raise InvalidInput("the ed25519 key is damaged (its data has the wrong length)")
     comment = parts[2] if len(parts) > 2 and _COMMENT.fullmatch(parts[2]) else ""
     return PublicKey(key_type, blob, comment)
 

@@ -13,8 +13,21 @@ from appliance.system.runner import Runner
 from appliance.tunnel import config as tunnel_config
 from appliance.tunnel import keys
 from appliance.tunnel.config import TunnelConfig
-from appliance.tunnel.errors import HostKeyMismatch, NoPendingHostKey, RemoteSwitchLocked, TunnelNotConfigured
+from appliance.tunnel.errors import (
+    HostKeyMismatch,
+    NoPendingHostKey,
+    OnSiteOnly,
+    RemoteSwitchLocked,
+    TunnelNotConfigured,
+)
 from appliance.tunnel.state import request_reconnect
+
+
+def require_on_site(remote: bool) -> None:
+    """Where the tunnel goes and which key it trusts are changed on site only: a session through the tunnel
+    could otherwise point the tunnel elsewhere or pin a key of its choosing."""
+    if remote:
+        raise OnSiteOnly()
 
 
 def _require(store: Store) -> TunnelConfig:

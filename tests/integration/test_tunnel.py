@@ -78,9 +78,12 @@ class Site:
 
     def code(self) -> str:
         """The authenticator's code now, usable again (as if the next one: one code is accepted only once)."""
+        return self.code_for(TECH, self.totp_secret)
+
+    def code_for(self, username: str, secret: str) -> str:
         with self.store.write() as conn:
-            conn.execute("UPDATE users SET totp_last_step = NULL WHERE username = ?", (TECH,))
-        return pyotp.TOTP(self.totp_secret).now()
+            conn.execute("UPDATE users SET totp_last_step = NULL WHERE username = ?", (username,))
+        return pyotp.TOTP(secret).now()
 
     def status(self) -> dict[str, Any]:
         # bulwarkd's heartbeat, which the real daemon writes every 5 s (the supervisor here runs without it)
@@ -420,14 +423,18 @@ def test_killed_sessions_and_a_dead_jump_host_reconnect_with_backoff(
     assert "closed the connection" in closed["last_error"]
     down = site.wait_for(lambda r: r["state"] == "down" and "refused" in r["last_error"])
     assert "sshd runs on the jump host" in down["last_error_hint"] and down["next_attempt_at"]
-    waits = []
+    # Each wait lies in [½, 1] of base × 2^(failures−1), capped (base 0.5 s, cap 4 s here): it grows, with jitter.
+    backoff = Backoff(base=0.5, cap=4.0)
     seen = down["failures_in_a_row"]
-    while len(waits) < 3:
+    waits = []
+    for _ in range(3):
         r = site.wait_for(lambda r: r["state"] == "down" and r["failures_in_a_row"] > seen, timeout=15)  # noqa: B023
         seen = r["failures_in_a_row"]
-        waits.append(r["next_attempt_at"] - r["last_error_at"])
-    assert waits[0] < waits[2], f"the backoff must grow: {waits}"
-    assert all(w <= 4.0 for w in waits), "never past the cap"
+        wait = r["next_attempt_at"] - r["last_error_at"]
+        step = min(backoff.cap, backoff.base * 2 ** (seen - 1))
+        assert step / 2 - 0.01 <= wait <= step + 0.01, (seen, wait)
+        waits.append(wait)
+    assert seen >= 3 and len(set(waits)) == 3  # jitter: never the same wait twice
     alert = site.wait_for(lambda r: alerts.get_active(site.store, "tunnel:down") is not None, timeout=10)
     assert alert["state"] in ("down", "connecting")
     assert cli_status(site, capsys)["state"] in ("down", "connecting")

@@ -333,6 +333,8 @@ def _template(happy: Happy) -> str:
 OWN_MODULES = ("/api/v1/clients", "/api/v1/browse")
 # Alerts, channels, reports and the metrics token: tests/unit/test_alert_web.py.
 OWN_MODULES += ("/api/v1/alerts", "/api/v1/channels", "/api/v1/notifications", "/api/v1/report", "/api/v1/metrics")
+# Remote access: tests/unit/test_tunnel_web.py.
+OWN_MODULES += ("/api/v1/tunnel",)
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:

@@ -259,6 +259,8 @@ def test_the_table_is_the_one_agreed() -> None:
         "restore.run": ["admin", "operator"],
         "alerts.ack": ["admin", "operator"],
         "alerts.manage": ["admin"],
+        "tunnel.manage": ["admin"],
+        "remote.switch": ["admin"],
     }
 
 

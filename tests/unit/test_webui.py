@@ -1173,6 +1173,20 @@ CSRF_CASES = [
     ("/api/v1/report-schedules/<int:schedule_id>", "DELETE"),
     ("/api/v1/metrics/token", "POST"),
     ("/api/v1/metrics/token", "DELETE"),
+    ("/remote-access/configure", "POST"),
+    ("/remote-access/scan", "POST"),
+    ("/remote-access/trust", "POST"),
+    ("/remote-access/switch", "POST"),
+    ("/remote-access/reconnect", "POST"),
+    ("/remote-access/remote-sessions", "POST"),
+    ("/api/v1/tunnel", "POST"),
+    ("/api/v1/tunnel", "DELETE"),
+    ("/api/v1/tunnel/host-key/scan", "POST"),
+    ("/api/v1/tunnel/host-key/trust", "POST"),
+    ("/api/v1/tunnel/enable", "POST"),
+    ("/api/v1/tunnel/disable", "POST"),
+    ("/api/v1/tunnel/reconnect", "POST"),
+    ("/api/v1/tunnel/remote-sessions", "POST"),
 ]
 
 # What each form would send (it would change something if the token were there).
@@ -1197,6 +1211,10 @@ FORMS = {
     "/alerts/channels": {"name": "csrf-victim", "kind": "webhook", "url": "http://127.0.0.1/"},
     "/alerts/metrics-token": {"action": "new"},
     "/api/v1/channels": {"name": "csrf-victim", "kind": "webhook", "config": {"url": "http://127.0.0.1/"}},
+    "/remote-access/configure": {"host": "evil.example", "user": "mallory", "remote_port": "20001"},
+    "/remote-access/remote-sessions": {"allowed": "0"},
+    "/api/v1/tunnel": {"host": "evil.example", "user": "mallory", "remote_port": 20001},
+    "/api/v1/tunnel/remote-sessions": {"allowed": False},
 }
 
 

@@ -101,6 +101,7 @@ def init_app(app: Flask) -> None:
         routes_clients,
         routes_jobs,
         routes_system,
+        routes_tunnel,
         routes_users,
     )
 
