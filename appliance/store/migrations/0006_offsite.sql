@@ -54,7 +54,8 @@ CREATE TABLE offsite_streams (
     stored_bytes  INTEGER NOT NULL DEFAULT 0,
     started_at    REAL NOT NULL,
     completed_at  REAL,
-    seconds       REAL NOT NULL DEFAULT 0            -- time spent uploading (for the observed rate)
+    seconds       REAL NOT NULL DEFAULT 0,           -- time spent uploading (for the observed rate)
+    manifest_sha256 TEXT                             -- SHA-256 of the stored stream manifest, once complete
 );
 CREATE INDEX offsite_streams_by_client ON offsite_streams (target, client, area, state);
 
