@@ -247,3 +247,15 @@ def test_key_pair_is_made_once(appliance_dir: ApplianceDir) -> None:
     assert keys.tunnel_dir(paths).stat().st_mode & 0o777 == 0o700
     with pytest.raises(Exception, match="comment"):
         keys.ensure_key_pair(paths, local_runner(), "bad comment\n")
+
+
+def test_metrics_families(admin: Web, db: Store) -> None:
+    from appliance import metrics
+
+    configure(admin)
+    found = metrics.families(metrics.exposition(db, None).decode())
+    states = {s.labels["state"]: s.value for s in found["bulwark_tunnel_state"].samples}
+    assert states == {"connected": 0, "connecting": 0, "down": 1, "disabled": 0}  # configured, no bulwarkd here
+    assert found["bulwark_tunnel_remote_sessions_allowed"].samples[0].value == 1
+    assert {s.labels["direction"] for s in found["bulwark_tunnel_bytes"].samples} == {"sent", "received"}
+    assert "bulwark_tunnel_reconnects" in found and "bulwark_tunnel_host_key_changed" in found
