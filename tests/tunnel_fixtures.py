@@ -159,7 +159,28 @@ def jump_user() -> Iterator[str]:
         runner.run(["usermod", "-p", "*", user])
         yield user
     finally:
-        runner.run(["userdel", user], ok_codes=range(256))
+        for pid in processes_of(user):  # a session the test could not end (never a process of anyone else)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while runner.run(["userdel", user], ok_codes=range(256)).returncode != 0:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the jump host's user {user} could not be removed")
+            time.sleep(0.2)
+
+
+def processes_of(user: str) -> list[int]:
+    """PIDs running as ``user`` (read from /proc)."""
+    import pwd
+
+    uid = str(pwd.getpwnam(user).pw_uid)
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:") and line.split()[1] == uid:
+                    found.append(int(status.parent.name))
+    return found
 
 
 @pytest.fixture
