@@ -8,15 +8,18 @@ import secrets
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from appliance.offsite.targets.s3 import S3Config, S3Target
 from appliance.offsite.targets.sftp import SftpConfig, SftpTarget
+from appliance.system.paths import Paths
 from appliance.system.runner import Service, local_runner
 from tests.tunnel_fixtures import SSHD, free_port, new_host_key, wait_port
 
@@ -182,3 +185,62 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def bucket_name() -> str:
     return f"bw-{secrets.token_hex(6)}"
 
+
+# -- an appliance with a client, a data key and a local target, on zfs-fuse ---------------------------------------
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass
+class OffsiteEnv:
+    env: Any  # tests.clients_fixtures.ClientEnv
+    paths: Paths
+    usb: Path
+
+    @property
+    def store(self) -> Any:
+        return self.env.store
+
+    @property
+    def zfs(self) -> Any:
+        return self.env.zfs
+
+    def write(self, client: str, rel: str, data: bytes, area: str = "share") -> None:
+        path = self.env.live(client, area) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def point(self, client: str, area: str = "share") -> str:
+        """Take a recovery point now; its short snapshot name."""
+        from appliance.clients import points, service
+
+        c = service.get_client(self.store, client)
+        existing = {p.snapname for p in points.scan(self.zfs, c).points}
+        name = points.snapname_for(time.time(), "manual")
+        attempt = 0
+        while name in existing:
+            attempt += 1
+            name = points.snapname_for(time.time(), "manual", attempt)
+        return points.take_point(self.zfs, c, area, name, source="manual", created_by="test").snapname
+
+    def replicate(self, client: str = "acme", target: str = "usb") -> Any:
+        from appliance.offsite.replicate import Replicator
+
+        return Replicator(self.store, self.paths, self.zfs, client, target).run()
+
+
+@pytest.fixture
+def offsite_env(client_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OffsiteEnv]:
+    from appliance.offsite import config, keys, upload
+    from appliance.users import WEAK_KDF_ENV
+
+    monkeypatch.setenv(WEAK_KDF_ENV, "1")
+    monkeypatch.setattr(upload, "CHUNK_SIZE", 64 * 1024)
+    paths = Paths(tmp_path)
+    keys.init_key(client_env.store, paths, PASSPHRASE)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    config.add_target(client_env.store, "usb", "local", {"path": str(usb)}, None, by="test")
+    client_env.add("acme")
+    yield OffsiteEnv(client_env, paths, usb)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass
 
 import zstandard
@@ -98,7 +99,7 @@ class Sealer:
         if len(key_id) != KEY_ID_SIZE or len(owner) != ID_SIZE:
             raise ValueError("key id must be 8 bytes and owner id 16 bytes")
         self._aead = AESGCM(owner_key(data_key, kind, owner))
-        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._local = threading.local()  # zstd contexts are not thread-safe: one per sealing thread
         self.key_id = key_id
         self.kind = kind
         self.owner = owner
@@ -107,10 +108,15 @@ class Sealer:
         """The envelope of ``payload`` at ``index``, and its 16-byte GCM tag."""
         compression, body = NONE, payload
         if compress:
-            packed = self._compressor.compress(payload)
+            compressor = getattr(self._local, "zstd", None)
+            if compressor is None:
+                compressor = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            packed = compressor.compress(payload)
             if len(packed) < len(payload):
                 compression, body = ZSTD, packed
-        header = Header(self.kind, FLAG_LAST if last else 0, compression, self.key_id, self.owner, index, os.urandom(12))
+        header = Header(
+            self.kind, FLAG_LAST if last else 0, compression, self.key_id, self.owner, index, os.urandom(12)
+        )
         head = header.pack()
         sealed = self._aead.encrypt(header.nonce, body, head)
         return head + sealed, sealed[-TAG_SIZE:]
@@ -125,7 +131,7 @@ class Opener:
         self.kind = kind
         self.owner = owner
         self.limit = limit
-        self._decompressor = zstandard.ZstdDecompressor()
+        self._local = threading.local()
 
     def open(self, name: str, blob: bytes, index: int) -> Opened:
         header = parse_header(name, blob)
@@ -154,14 +160,17 @@ class Opener:
         return Opened(header, payload, blob[-TAG_SIZE:])
 
     def _decompress(self, name: str, body: bytes) -> bytes:
+        decompressor = getattr(self._local, "zstd", None)
+        if decompressor is None:
+            decompressor = self._local.zstd = zstandard.ZstdDecompressor()
         try:
             size = zstandard.frame_content_size(body)
             if size > self.limit:
                 raise Tampered(name, f"decompresses to {size} bytes, more than {self.limit}")
             if size >= 0:
-                payload = self._decompressor.decompress(body)
+                payload = decompressor.decompress(body)
             else:  # no size in the frame: read at most one byte past the limit
-                with self._decompressor.stream_reader(body) as reader:
+                with decompressor.stream_reader(body) as reader:
                     payload = reader.read(self.limit + 1)
         except zstandard.ZstdError as exc:
             raise Tampered(name, f"authentic but does not decompress: {exc}") from None

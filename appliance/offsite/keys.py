@@ -266,8 +266,15 @@ def import_kit(store: Store, paths: Paths, document: dict[str, Any], passphrase:
             if retired is None:
                 tx.execute("UPDATE offsite_keys SET retired_at = ? WHERE retired_at IS NULL", (time.time(),))
             tx.execute(
-                "INSERT INTO offsite_keys (id, created_at, retired_at, local_wrapped, kit_entry) VALUES (?, ?, ?, ?, ?)",
-                (key_id.hex(), created, retired, _wrap_local(paths, key_id, opened[key_id]), json.dumps(entries[key_id.hex()])),
+                "INSERT INTO offsite_keys (id, created_at, retired_at, local_wrapped, kit_entry)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    key_id.hex(),
+                    created,
+                    retired,
+                    _wrap_local(paths, key_id, opened[key_id]),
+                    json.dumps(entries[key_id.hex()]),
+                ),
             )
     return list_keys(store)
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from appliance.offsite.errors import ObjectMissing, TargetUnreachable
 from appliance.offsite.targets.base import check_path, check_prefix

@@ -26,7 +26,9 @@ from appliance.system.runner import Runner, local_runner
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9a-fA-F:]+\]")
 _USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _REMOTE_ROOT = re.compile(r"/?[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*|/")
-_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512)|ssh-rsa) [A-Za-z0-9+/=]{40,1000}")
+_HOST_KEY = re.compile(
+    r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512)|ssh-rsa) [A-Za-z0-9+/=]{40,1000}"
+)
 TIMEOUT = 300.0
 CONTROL_PERSIST = "10"
 
@@ -199,7 +201,7 @@ def _parse_listings(out: str, count: int) -> list[list[tuple[str, str]]]:
             listings.append([])
             continue
         fields = line.split()
-        if not listings or len(fields) < 9 or not fields[0][:1] in "d-l":
+        if not listings or len(fields) < 9 or fields[0][:1] not in "d-l":
             continue
         name = fields[-1].rsplit("/", 1)[-1]
         if name in (".", ".."):
