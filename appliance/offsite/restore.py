@@ -20,7 +20,7 @@ from appliance.offsite.errors import NothingOffsite, OffsiteError, Tampered
 from appliance.offsite.repo import ChainInfo
 from appliance.offsite.targets.base import Target
 from appliance.store import Store
-from appliance.system.errors import Conflict
+from appliance.system.errors import BulwarkError, Conflict
 from appliance.system.paths import Paths
 from appliance.zfs import datasets, properties, snapshots, transfer
 from appliance.zfs.host import ZfsHost
@@ -105,7 +105,7 @@ def restore_chain(
     target: Target, keys_: dict[bytes, bytes], zfs: ZfsHost, chain: ChainInfo, upto: int, dest: str,
     *, progress: Progress | None = None, check: Callable[[], None] | None = None, set_points: bool = True,
 ) -> Restored:  # fmt: skip
-    """Receive streams 0…``upto`` of ``chain`` as ``dest`` (which must not exist yet)."""
+    """Receive streams 0…``upto`` of ``chain`` as ``dest`` (which must not exist yet); all or nothing."""
     manifests = [
         repo.read_stream_manifest(target, keys_, chain.client, chain.area, e) for e in chain.streams[: upto + 1]
     ]
@@ -118,8 +118,7 @@ def restore_chain(
             if progress is not None:
                 progress(base + plain, total, label)
 
-        with transfer.receive(zfs, dest) as pipe:
-            result = download.read_stream(target, keys_, manifest, pipe, progress=on_progress, check=check)
+        result = _receive_one(target, keys_, zfs, manifest, dest, on_progress, check)
         snapshot = f"{dest}@{manifest['snapshot']}"
         if not snapshots.exists(zfs, snapshot):
             raise Tampered(label, "zfs receive did not create the recovery point the manifest names")
@@ -132,6 +131,28 @@ def restore_chain(
         chunks += result.chunks
         names.append(manifest["snapshot"])
     return Restored(chain.area, dest, names, done, chunks)
+
+
+def _receive_one(
+    target: Target, keys_: dict[bytes, bytes], zfs: ZfsHost, manifest: dict[str, Any], dest: str,
+    progress: Callable[[int, int], None], check: Callable[[], None] | None,
+) -> download.ReadResult:  # fmt: skip
+    """One stream into ``zfs receive``. When the stream fails its checks, ``zfs receive`` gets an end of file
+    instead of being killed: it then discards the incomplete stream itself before it exits (a killed receive
+    can leave a half-received dataset behind on zfs-fuse)."""
+    failure: BaseException | None = None
+    try:
+        with transfer.receive(zfs, dest) as pipe:
+            try:
+                return download.read_stream(target, keys_, manifest, pipe, progress=progress, check=check)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after zfs receive has ended
+                failure = exc
+                pipe.close()
+    except BulwarkError:
+        if failure is None:
+            raise
+    assert failure is not None
+    raise failure
 
 
 # -- disaster recovery ------------------------------------------------------------------------------------------
