@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import appliance.clients.jobs  # noqa: F401  (registers the client.snapshot, client.prune, client.restore kinds)
 import appliance.disks.pool  # noqa: F401  (registers the pool.scrub job kind)
+import appliance.offsite.jobs as offsite_jobs  # registers offsite.replicate and offsite.verify
 from appliance import alerts
 from appliance.alerts import delivery, outbox
 from appliance.clients import browse, points, reconcile, rpo, scheduler
@@ -73,7 +74,16 @@ class Daemon:
             PeriodicTask("alerts.snoozes", 30.0, self.expire_snoozes),
             PeriodicTask("reports.history", 60.0, self.record_history),
             PeriodicTask("reports.mail", 300.0, self.mail_reports),
+            PeriodicTask("offsite.schedule", SCHEDULE_SECONDS, self.schedule_offsite),
+            PeriodicTask("offsite.backlog", 300.0, self.sample_offsite_backlog),
         ]
+
+    def schedule_offsite(self) -> None:
+        if offsite_jobs.tick(self.store):
+            self.wake.set()
+
+    def sample_offsite_backlog(self) -> None:
+        offsite_jobs.sample_all(self.store, self.zfs)
 
     def record_history(self) -> None:
         history.sample(self.store, self.zfs)

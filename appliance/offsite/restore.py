@@ -186,6 +186,7 @@ def disaster_restore(
                 datasets.create(zfs, f"{dataset}/{chain.area.rsplit('/', 1)[0]}")
             restored.append(restore_chain(target, read_keys, zfs, chain, upto, f"{dataset}/{chain.area}",
                                           progress=progress))  # fmt: skip
+            _ensure_mounted(zfs, f"{dataset}/{chain.area}")  # live data again, where the client expects it
         report = service.import_clients(store, zfs, by=by)
         store.audit(by, "offsite.restore", client, offsite_target=target_name, point=point,
                     areas=[r.area for r in restored])  # fmt: skip
@@ -284,7 +285,7 @@ def _verify_area(
                 out["note"] = "the local point is gone (pruned); the stream authenticated and received"
                 return out
             properties.set_properties(zfs, scratch, {"mountpoint": f"{tmp}/offsite", "readonly": "on"})
-            datasets.mount(zfs, scratch)
+            _ensure_mounted(zfs, scratch)
             snapshots.clone(zfs, point.snapshot, clone, {"mountpoint": f"{tmp}/local", "readonly": "on"})
             theirs, ours = tree_digest(Path(tmp) / "offsite"), tree_digest(Path(tmp) / "local")
             out["files"] = len(ours)
@@ -295,6 +296,13 @@ def _verify_area(
                 if datasets.exists(zfs, name):
                     zfs.retry_spurious_busy(lambda n=name: zfs.zfs("destroy", "-r", n, subject=n))  # type: ignore[misc]
     return out
+
+
+def _ensure_mounted(zfs: ZfsHost, dataset: str) -> None:
+    """Mount ``dataset`` unless it is (zfs-fuse mounts a dataset as soon as its mountpoint is set)."""
+    mounted = properties.get_one(zfs, dataset, ("mounted",)).get("mounted")
+    if mounted is None or mounted.value != "yes":
+        datasets.mount(zfs, dataset)
 
 
 def record_verification(store: Store, client: str, target: str, ok: bool, detail: dict[str, Any]) -> None:
