@@ -3,7 +3,7 @@
 Figures are read when scraped, cheaply: the pool from ``zpool list`` and ``zpool status`` (two short
 commands), everything else from the database (client points as ``bulwarkd`` last recorded them, every minute;
 jobs; alerts; the outbox). The families are listed in docs/metrics.md. Families of what this version does not
-measure yet (SMART verdicts and temperatures of disks, the offsite backlog) are published with their HELP and
+measure yet (SMART verdicts and temperatures of disks) are published with their HELP and
 TYPE and **no samples**: a query finds nothing rather than a made-up value.
 
 Access: without a token configured, ``/metrics`` is open on the appliance's port like a node exporter; with
@@ -35,6 +35,7 @@ from appliance import alerts
 from appliance.alerts import outbox
 from appliance.clients import service
 from appliance.daemon import daemon_state
+from appliance.offsite import metrics as offsite_metrics
 from appliance.reports import history
 from appliance.store import Store
 from appliance.system import settings
@@ -103,12 +104,7 @@ class ApplianceCollector(Collector):
         yield from self._jobs()
         yield from self._alerts(now)
         yield from tunnel_metrics.families(self.store, now)
-        yield GaugeMetricFamily(
-            "bulwark_offsite_backlog_bytes",
-            "Bytes of recovery points not yet replicated offsite (no samples: offsite replication is not in "
-            "this version)",
-            labels=["target"],
-        )
+        yield from offsite_metrics.families(self.store)
 
     def _pool(self, name: str | None) -> Iterator[Metric]:
         up = GaugeMetricFamily("bulwark_pool_up", "1 if the pool could be read from ZFS", labels=["pool"])

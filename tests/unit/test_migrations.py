@@ -353,6 +353,23 @@ _ALERTING_ROWS = [
 ]
 
 # Version → rows valid in a database at exactly that version (version 0 is an empty database).
+_OFFSITE_ROWS = [
+    Row("offsite_keys", {"id": "0011223344556677", "created_at": 10.0, "retired_at": None,
+                         "local_wrapped": b"\x00" * 60, "kit_entry": "{}", "kit_exported_at": None}),
+    Row("offsite_targets", {"name": "usb", "type": "local", "config": '{"path": "/mnt/usb"}', "secret": None,
+                            "keep_chains": 2, "created_at": 10.0, "updated_at": 10.0}),
+    Row("offsite_policies", {"client": "acme", "target": "usb", "enabled": 1, "interval_s": 86400,
+                             "chain_length": 30, "chain_age_s": 2592000, "bandwidth": "[]", "default_kbps": None,
+                             "next_run_at": 20.0, "last_run_at": None, "last_job_id": None}),
+    Row("offsite_streams", {"id": "ab" * 16, "target": "usb", "client": "acme", "area": "share", "chain_id": "cd" * 16,
+                            "seq": 0, "snapshot": "bw-20260101T000000Z-manual", "base": None,
+                            "key_id": "0011223344556677", "state": "complete", "chunks_done": 3, "plain_bytes": 9,
+                            "stored_bytes": 7, "started_at": 11.0, "completed_at": 12.0, "seconds": 1.0,
+                            "manifest_sha256": "ef" * 32}),
+    Row("offsite_verifications", {"id": 1, "client": "acme", "target": "usb", "at": 13.0, "ok": 1, "detail": "{}"}),
+    Row("offsite_backlog_samples", {"client": "acme", "target": "usb", "at": 14.0, "pending_bytes": 100}),
+]  # fmt: skip
+
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
@@ -360,6 +377,7 @@ SAMPLES: dict[int, list[Row]] = {
     3: _WEB_SECURITY_ROWS,
     4: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS],
     5: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS],
+    6: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS],
 }
 
 
