@@ -154,8 +154,10 @@ def test_backlog_metric_has_samples(store: Store) -> None:
     with store.write() as tx:
         tx.execute("INSERT INTO offsite_backlog_samples VALUES ('acme', 'usb', ?, 100)", (now - 600,))
         tx.execute("INSERT INTO offsite_backlog_samples VALUES ('acme', 'usb', ?, 5000)", (now,))
-        tx.execute("INSERT INTO offsite_verifications (client, target, at, ok, detail) VALUES ('acme', 'usb', ?, 1, '{}')",
-                   (now,))  # fmt: skip
+        tx.execute(
+            "INSERT INTO offsite_verifications (client, target, at, ok, detail) VALUES ('acme', 'usb', ?, 1, '{}')",
+            (now,),
+        )
     text = metrics.exposition(store, None, now=now).decode()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
