@@ -1,6 +1,6 @@
 """Reading one stream back: every envelope authenticated in order, then decompressed into ``zfs receive``.
 
-The final chunk is held back until the chunk count, the byte count, the tags digest and ``send_sha256`` have all
+The final chunk is held back until the chunk count, the byte count, the tags digest and ``send_digest`` have all
 matched the manifest; on any mismatch the caller's ``zfs receive`` is killed before it sees the end of the
 stream, so no partial or unauthenticated recovery point is ever created (docs/offsite-format.md §7).
 """
@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from appliance.offsite import envelope, repo
+from appliance.offsite import envelope, repo, upload
 from appliance.offsite.errors import ObjectMissing, Tampered
 from appliance.offsite.targets.base import Target
 
@@ -26,7 +26,7 @@ class ReadResult:
     chunks: int
     plain_bytes: int
     stored_bytes: int
-    send_sha256: str
+    send_digest: str
 
 
 def _manifest_ints(manifest: dict[str, Any], name: str) -> tuple[int, int, int]:
@@ -56,7 +56,7 @@ def read_stream(
     where = repo.stream_dir(client, area, stream_id)
     chunks, chunk_size, plain_expected = _manifest_ints(manifest, where)
     opener = envelope.Opener(keys, envelope.CHUNK, stream_id, limit=chunk_size)
-    send_hash, tags_hash = hashlib.sha256(), hashlib.sha256()
+    send_digest, tags_hash = upload.SendDigest(), hashlib.sha256()
     plain_total = stored = 0
     held: bytes | None = None
     for index, blob in _fetch(target, client, area, stream_id, chunks):
@@ -71,7 +71,7 @@ def read_stream(
         if not last and len(opened.payload) != chunk_size:
             raise Tampered(name, f"holds {len(opened.payload)} bytes where {chunk_size} belong")
         tags_hash.update(opened.tag)
-        send_hash.update(opened.payload)
+        send_digest.update(upload.chunk_digest(opened.payload))
         plain_total += len(opened.payload)
         stored += len(blob)
         if last:
@@ -82,12 +82,12 @@ def read_stream(
             progress(plain_total, index + 1)
     if tags_hash.hexdigest() != manifest.get("tags_sha256"):
         raise Tampered(where, "its chunks are not the ones its manifest recorded (a replayed or replaced chunk)")
-    if plain_total != plain_expected or send_hash.hexdigest() != manifest.get("send_sha256"):
+    if plain_total != plain_expected or send_digest.hexdigest() != manifest.get("send_digest"):
         raise Tampered(where, "its contents do not add up to the recorded send stream")
     if out is not None and held is not None:
         out.write(held)
         out.flush()
-    return ReadResult(chunks, plain_total, stored, send_hash.hexdigest())
+    return ReadResult(chunks, plain_total, stored, send_digest.hexdigest())
 
 
 def _fetch(target: Target, client: str, area: str, stream_id: bytes, chunks: int) -> Iterator[tuple[int, bytes]]:

@@ -233,7 +233,7 @@ class Replicator:
             raise
         state.complete(self.store, row.id, chunks=result.chunks, plain=result.plain_bytes,
                        stored=result.stored_bytes, seconds=result.seconds, sha=result.manifest_sha256)  # fmt: skip
-        upload.Journal(journal_path(self.paths, row.id), stream_key, spec.stream_id).remove()
+        upload.Journal(journal_path(self.paths, row.id)).remove()
         self._write_chain(target, item.area, row.chain_id, key_id, data_key)
         report.streams.append({"stream_id": row.id, "area": item.area, "snapshot": row.snapshot, "base": row.base,
                                "seq": row.seq, "chunks": result.chunks, "uploaded_chunks": len(result.uploaded),

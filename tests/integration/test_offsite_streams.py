@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.clients import service
-from appliance.offsite import config, keys, repo, restore, state
+from appliance.offsite import config, keys, repo, restore, state, upload
 from appliance.offsite.targets.local import LocalTarget
 from appliance.zfs import datasets, transfer
 from tests.offsite_fixtures import OffsiteEnv
@@ -19,13 +18,10 @@ pytestmark = pytest.mark.zfs
 MARKER = b"BULWARK-PLAINTEXT-MARKER-7f3a"
 
 
-def send_sha256(env: OffsiteEnv, snapshot: str, base: str | None = None) -> str:
-    h = hashlib.sha256()
-    opts = transfer.SendOptions(incremental_from=base)
-    with transfer.send(env.zfs, snapshot, opts) as pipe:
-        for block in iter(lambda: pipe.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def send_digest(env: OffsiteEnv, snapshot: str, base: str | None = None) -> str:
+    """The digest of a fresh ``zfs send`` (full, or incremental from ``base``), chunked as the tests upload."""
+    with transfer.send(env.zfs, snapshot, transfer.SendOptions(incremental_from=base)) as pipe:
+        return upload.stream_digest(pipe, upload.CHUNK_SIZE)
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -54,9 +50,9 @@ def test_round_trip_full_then_incrementals_is_byte_identical(offsite_env: Offsit
     chains = restore.catalog(target, read_keys, "acme")
     assert len(chains) == 1 and [s["snapshot"] for s in chains[0].streams] == [p1, p2, p3]
     # The stored streams are exactly what zfs send of the originals gives:
-    expected = [send_sha256(env, f"{ds}@{p1}"), send_sha256(env, f"{ds}@{p2}", f"{ds}@{p1}"),
-                send_sha256(env, f"{ds}@{p3}", f"{ds}@{p2}")]  # fmt: skip
-    got = [repo.read_stream_manifest(target, read_keys, "acme", "share", e)["send_sha256"] for e in chains[0].streams]
+    expected = [send_digest(env, f"{ds}@{p1}"), send_digest(env, f"{ds}@{p2}", f"{ds}@{p1}"),
+                send_digest(env, f"{ds}@{p3}", f"{ds}@{p2}")]  # fmt: skip
+    got = [repo.read_stream_manifest(target, read_keys, "acme", "share", e)["send_digest"] for e in chains[0].streams]
     assert got == expected
 
     dest = f"{env.env.pool.name}/restored"
