@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from appliance.system.runner import PIPE, local_runner  # noqa: E402
-from appliance.system.vmrunner import OpenZfsVm  # noqa: E402
+from appliance.system.vm import OpenZfsVm  # noqa: E402
 from appliance.zfs import transfer  # noqa: E402
 from appliance.zfs.host import ZfsHost  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The OpenZFS test machine for a test session (``appliance.system.vmrunner``), and files inside it.
+"""The OpenZFS test machine for a test session (``appliance.system.vm``), and files inside it.
 
 The machine is built by ``image/openzfs-vm/build.py`` (``./dev.sh test`` builds it first, or finds it in the
 cache, and passes its directory in ``BULWARK_OPENZFS_VM``). Without that variable the newest cached build of
@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from appliance.system.runner import PIPE, local_runner
-from appliance.system.vmrunner import OpenZfsVm, VmRunner
+from appliance.system.vm import OpenZfsVm
+from appliance.system.vmrunner import VmRunner
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "image" / "openzfs-vm" / "build.py"

@@ -356,7 +356,7 @@ def write_cpio(tree: Path, out: Path) -> None:
 
 def verify(artifacts: Path) -> dict[str, object]:
     """Boot the new machine once: the agent answers, ``zfs version`` matches, a pool can be made."""
-    from appliance.system.vmrunner import OpenZfsVm
+    from appliance.system.vm import OpenZfsVm
 
     work = CACHE / "verify"
     shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,8 @@ import pytest
 
 from appliance.system.errors import CommandFailed, CommandNotFound, CommandTimeout, InvalidInput
 from appliance.system.runner import PIPE, STDERR_KEEP
-from appliance.system.vmrunner import OpenZfsVm, VmRunner
+from appliance.system.vm import OpenZfsVm
+from appliance.system.vmrunner import VmRunner
 
 pytestmark = pytest.mark.openzfs
 MiB = 1024 * 1024
