@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         identity,
         jobs,
         metrics_view,
+        offsite,
         remote_access,
         reports,
         settings,
@@ -76,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         reports.bp,
         metrics_view.bp,
         remote_access.bp,
+        offsite.bp,
         *areas.blueprints,
     ):
         app.register_blueprint(blueprint)

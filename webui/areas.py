@@ -17,10 +17,6 @@ NOT_YET = {
             "Pool health and device errors are on the Storage page."
         ),
     ),
-    "offsite": (
-        "Offsite",
-        "Offsite replication is not available in this version yet. Recovery points are kept on this appliance only.",
-    ),
 }
 
 

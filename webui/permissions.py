@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "alerts.manage": frozenset({ADMIN}),  # notification channels, report mails, the /metrics token
     "tunnel.manage": frozenset({ADMIN}),  # remote access: jump host, host key, on/off (changes on site only)
     "remote.switch": frozenset({ADMIN}),  # the on-site switch that allows or blocks remote sessions
+    "keys.manage": frozenset({ADMIN}),  # offsite data keys: create, rotate, download the recovery kit
+    "offsite.manage": frozenset({ADMIN}),  # offsite targets and each client's replication policy
     # Each area adds its permissions together with the views that use them (a test checks that every
     # entry here is used), e.g. "clients.manage": STAFF, "clients.destroy": {ADMIN}, "restore.run": STAFF,
     # "alerts.ack": STAFF, "keys.manage": {ADMIN}, "network.manage": {ADMIN}.

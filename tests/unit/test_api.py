@@ -335,6 +335,8 @@ OWN_MODULES = ("/api/v1/clients", "/api/v1/browse")
 OWN_MODULES += ("/api/v1/alerts", "/api/v1/channels", "/api/v1/notifications", "/api/v1/report", "/api/v1/metrics")
 # Remote access: tests/unit/test_tunnel_web.py.
 OWN_MODULES += ("/api/v1/tunnel",)
+# Offsite replication: tests/unit/test_offsite_web.py.
+OWN_MODULES += ("/api/v1/offsite",)
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:

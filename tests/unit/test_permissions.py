@@ -261,6 +261,8 @@ def test_the_table_is_the_one_agreed() -> None:
         "alerts.manage": ["admin"],
         "tunnel.manage": ["admin"],
         "remote.switch": ["admin"],
+        "keys.manage": ["admin"],
+        "offsite.manage": ["admin"],
     }
 
 

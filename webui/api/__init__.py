@@ -100,6 +100,7 @@ def init_app(app: Flask) -> None:
         routes_browse,
         routes_clients,
         routes_jobs,
+        routes_offsite,
         routes_system,
         routes_tunnel,
         routes_users,
