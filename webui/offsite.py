@@ -31,7 +31,7 @@ def backlog_chart(samples: list[tuple[float, int]], zone: datetime.tzinfo) -> Li
     if len(samples) < 2:
         return LineChart(summary="Not enough history yet: the backlog is sampled every 5 minutes.")
     t0, t1 = samples[0][0], samples[-1][0]
-    top_value = float(max(v for _, v in samples) or 1)
+    top_value = float(max(max(v for _, v in samples), 1024 * 1024))  # a flat zero line still gets a scale
     plot_w, plot_h, span = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM, max(t1 - t0, 1.0)
 
     def x(t: float) -> float:

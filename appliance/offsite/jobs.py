@@ -58,6 +58,10 @@ class ReplicateJob:
         def progress(done: int, total: int, text: str) -> None:
             ctx.progress(done, total, text)
 
+        try:  # the backlog as this run starts: the chart shows it going down to what is left after
+            sample_backlog(ctx.store, ctx.zfs, p["client"], p["target"])
+        except BulwarkError as exc:
+            ctx.log(f"backlog not sampled: {exc.message}", "warning")
         rep = replicate.Replicator(
             ctx.store, _paths(ctx.store), ctx.zfs, p["client"], p["target"],
             progress=progress, check=ctx.check_cancelled, note=ctx.log,
