@@ -264,10 +264,18 @@ class Replicator:
     def _retain(self, target: Target, area: str) -> int:
         chains = state.chains(self.store, self.record.name, self.client.name, area)
         excess = chains[: max(0, len(chains) - self.record.keep_chains)]
+        removed = 0
         for chain in excess:
+            left = 0
             for row in reversed(chain):
                 upload.delete_stream(target, self.client.name, area, bytes.fromhex(row.id))
+                left += len(target.list(repo.stream_dir(self.client.name, area, bytes.fromhex(row.id)) + "/"))
+            if left:  # S3 Object Lock still protects them: the chain stays listed, a later run tries again
+                self._note(f"target retention: chain {chain[0].chain_id} of {area} is still locked ({left} objects);"
+                           " it is removed by a later run")  # fmt: skip
+                continue
             target.delete(repo.chain_path(self.client.name, area, bytes.fromhex(chain[0].chain_id)))
             state.forget(self.store, [r.id for r in chain])
+            removed += 1
             self._note(f"target retention: removed chain {chain[0].chain_id} of {area} ({len(chain)} streams)")
-        return len(excess)
+        return removed

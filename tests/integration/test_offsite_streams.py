@@ -12,9 +12,9 @@ from appliance.clients import service
 from appliance.offsite import config, keys, repo, restore, state, upload
 from appliance.offsite.targets.local import LocalTarget
 from appliance.zfs import datasets, transfer
-from tests.offsite_fixtures import OffsiteEnv
+from tests.offsite_fixtures import OffsiteEnv, S3Server, bucket_name
 
-pytestmark = pytest.mark.zfs
+pytestmark = [pytest.mark.zfs, pytest.mark.usefixtures("s3_server")]  # moto_server before the process snapshot
 MARKER = b"BULWARK-PLAINTEXT-MARKER-7f3a"
 
 
@@ -104,3 +104,34 @@ def test_a_new_full_when_the_chain_base_is_gone_locally(offsite_env: OffsiteEnv)
     env.point("acme")
     report = env.replicate()
     assert [s["seq"] for s in report.streams] == [0]
+
+
+def test_s3_round_trip_with_object_lock_and_locked_retention(offsite_env: OffsiteEnv, s3_server: S3Server) -> None:
+    env = offsite_env
+    bucket = bucket_name()
+    s3_server.make_bucket(bucket, object_lock=True)
+    raw = {"bucket": bucket, "endpoint": s3_server.endpoint, "region": "us-east-1", "prefix": "site-a",
+           "access_key": "test", "lock_days": 1}  # fmt: skip
+    config.add_target(env.store, "s3", "s3", raw, "test", keep_chains=1, by="test")
+    config.set_policy(env.store, "acme", "s3", by="test", chain_length=1)
+    env.write("acme", "a.bin", os.urandom(200_000))
+    env.point("acme")
+    first = env.replicate(target="s3")
+    target = config.open_target(env.store, env.paths, "s3")
+    names = target.list()
+    assert "config" in names and len(names) > 5
+    head = target.client.head_object(Bucket=bucket, Key=f"site-a/{names[-1]}")  # type: ignore[attr-defined]
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    # a second chain; retention (keep 1) may not delete the first while its objects are locked
+    env.write("acme", "b.bin", os.urandom(100_000))
+    time.sleep(1.1)
+    env.point("acme")
+    second = env.replicate(target="s3")
+    assert second.streams[0]["seq"] == 0 and second.pruned_chains == 0
+    chains = restore.catalog(target, keys.all_keys(env.store, env.paths), "acme")
+    assert len(chains) == 2 and first.streams[0]["stream_id"] == chains[0].streams[0]["stream_id"]
+    dest = f"{env.env.pool.name}/from-s3"
+    restore.restore_chain(target, keys.all_keys(env.store, env.paths), env.zfs, chains[-1], 0, dest)
+    datasets.mount(env.zfs, dest)
+    assert files(env.env.pool.mountpoint / "from-s3") == files(env.env.live("acme"))
+    target.close()
