@@ -17,7 +17,7 @@ from typing import Any
 from appliance.clients import model, service
 from appliance.jobs import base, queue
 from appliance.jobs.base import JobContext
-from appliance.offsite import config, replicate, restore, state
+from appliance.offsite import config, replicate, restore, state, watch
 from appliance.store import Store
 from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.paths import Paths
@@ -169,7 +169,8 @@ def sample_backlog(store: Store, zfs: ZfsHost, client: str, target: str, now: fl
 
 
 def sample_all(store: Store, zfs: ZfsHost) -> None:
-    """Record every policy's backlog (bulwarkd, every few minutes)."""
+    """Record every policy's backlog and check it is on schedule (bulwarkd, every few minutes)."""
+    watch.check_stale(store)
     for policy in config.list_policies(store):
         try:
             sample_backlog(store, zfs, policy.client, policy.target)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.clients import model, points, service
-from appliance.offsite import config, download, keys, repo
+from appliance.offsite import config, download, keys, repo, watch
 from appliance.offsite.errors import NothingOffsite, OffsiteError, Tampered
 from appliance.offsite.repo import ChainInfo
 from appliance.offsite.targets.base import Target
@@ -249,6 +249,8 @@ def verify(
     finally:
         target.close()
         record_verification(store, client.name, target_name, ok, detail)
+        error = (detail.get("error") or {}).get("message") or "the restored files differ from the local point"
+        watch.verified(store, client.name, target_name, ok, error)
     return {"ok": ok, "client": client.name, "target": target_name, **detail}
 
 

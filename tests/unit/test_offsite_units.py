@@ -163,3 +163,36 @@ def test_backlog_metric_has_samples(store: Store) -> None:
                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
     assert samples[("bulwark_offsite_backlog_bytes", (("client", "acme"), ("target", "usb")))] == 5000
     assert samples[("bulwark_offsite_verified", (("client", "acme"), ("target", "usb")))] == 1
+
+
+def test_offsite_alerts(store: Store) -> None:
+    from appliance import alerts
+    from appliance.offsite import watch
+    from tests.alert_web_helpers import add_client_row
+
+    add_client_row(store, "acme")
+    now = time.time()
+    with store.write() as tx:
+        tx.execute(
+            "INSERT INTO offsite_targets VALUES ('usb', 'local', '{\"path\": \"/x\"}', NULL, 2, ?, ?)", (now, now)
+        )
+        tx.execute(
+            "INSERT INTO offsite_policies (client, target, enabled, interval_s, next_run_at, last_run_at)"
+            " VALUES ('acme', 'usb', 1, 3600, ?, ?)",
+            (now - 3 * 3600, now - 3 * 3600),
+        )
+    assert watch.check_stale(store, now=now) == ["offsite:stale:acme:usb"]
+    (alert,) = alerts.list_alerts(store, category="offsite")
+    assert alert.message == "acme has sent nothing complete to usb for 3h (schedule: every 1h)"
+    with store.write() as tx:
+        tx.execute(
+            "INSERT INTO offsite_streams (id, target, client, area, chain_id, seq, snapshot, key_id, state, started_at,"
+            " completed_at) VALUES ('s1', 'usb', 'acme', 'share', 'c1', 0, 'bw-x', 'k', 'complete', ?, ?)",
+            (now - 60, now - 30),
+        )
+    assert watch.check_stale(store, now=now) == [] and alerts.list_alerts(store, category="offsite") == []
+    watch.verified(store, "acme", "usb", False, "chunk 3 failed authentication")
+    (alert,) = alerts.list_alerts(store, category="offsite")
+    assert alert.level == "critical" and "chunk 3 failed authentication" in alert.message
+    watch.verified(store, "acme", "usb", True, "")
+    assert alerts.list_alerts(store, category="offsite") == []
