@@ -94,8 +94,8 @@ def _disk(device: pyudev.Device) -> Disk | None:
     node = device.device_node or f"/dev/{name}"
     props = device.properties
     parent = device.find_parent("nvme") or device.parent
-    model = str(props.get("ID_MODEL", "")).replace("_", " ") or (_attr(parent, "model") if parent else "")
-    serial = str(props.get("ID_SERIAL_SHORT", "")) or (_attr(parent, "serial") if parent else "")
+    model = str(props.get("ID_MODEL", "")).replace("_", " ") or (_attr(parent, "model") if parent is not None else "")
+    serial = str(props.get("ID_SERIAL_SHORT", "")) or (_attr(parent, "serial") if parent is not None else "")
     wwn = str(props.get("ID_WWN_WITH_EXTENSION", "") or props.get("ID_WWN", "")) or _attr(device, "wwid")
     if not wwn and parent is not None:
         wwn = _attr(parent, "wwid")
