@@ -11,18 +11,9 @@ import pytest
 from appliance.cli import main
 from appliance.disks import smart, smartctl
 from appliance.disks.verdict import judge
-from appliance.system import runner as runner_module
 from appliance.system.errors import InvalidInput, UnexpectedOutput
 from appliance.system.runner import local_runner
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "smart"
-
-REPLAY = """#!/bin/sh
-here=$(dirname "$0")
-printf '%s\\n' "$*" >> "$here/argv.log"
-cat "$here/replay.json"
-exit $(cat "$here/replay.status")
-"""
+from tests.unit.disks.conftest import DATA, Replay
 
 # file -> (verdict, substrings that must appear among the reasons)
 EXPECTED = {
@@ -102,26 +93,7 @@ def test_nvme_thresholds() -> None:
     assert "reliability is degraded" in reasons and "spare 9%" in reasons and "100% of the rated endurance" in reasons
 
 
-@pytest.fixture
-def replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    script = bindir / "smartctl"
-    script.write_text(REPLAY)
-    script.chmod(0o755)
-    monkeypatch.setattr(runner_module, "SYSTEM_PATH", f"{bindir}:{runner_module.SYSTEM_PATH}")
-
-    def load(name: str, status: int | None = None) -> Path:
-        data = (DATA / name).read_bytes()
-        (bindir / "replay.json").write_bytes(data)
-        code = json.loads(data)["smartctl"]["exit_status"] if status is None else status
-        (bindir / "replay.status").write_text(str(code))
-        return bindir / "argv.log"
-
-    return load
-
-
-def test_read_through_the_runner(replay) -> None:  # type: ignore[no-untyped-def]
+def test_read_through_the_runner(replay: Replay) -> None:
     log = replay("ata_hitachi_hds721050dle630_failing.json")
     report = smartctl.read(local_runner(), "/dev/sdc")
     assert report.exit_status.value == 216 and judge(report).verdict == "failing"
@@ -130,7 +102,7 @@ def test_read_through_the_runner(replay) -> None:  # type: ignore[no-untyped-def
     assert log.read_text().splitlines()[1].split() == ["-j", "-x", "-d", "sat+megaraid,0", "/dev/sda"]
 
 
-def test_process_exit_status_wins(replay) -> None:  # type: ignore[no-untyped-def]
+def test_process_exit_status_wins(replay: Replay) -> None:
     replay("ata_samsung_860evo_healthy.json", status=8)  # the drive now says DISK FAILING
     verdict = judge(smartctl.read(local_runner(), "/dev/sda"))
     assert verdict.verdict == "failing" and "FAILED" in verdict.reasons[0]
@@ -138,7 +110,7 @@ def test_process_exit_status_wins(replay) -> None:  # type: ignore[no-untyped-de
     assert judge(smartctl.read(local_runner(), "/dev/sda")).verdict == "unknown"
 
 
-def test_bad_input_runs_nothing(replay) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_runs_nothing(replay: Replay) -> None:
     log = replay("ata_samsung_860evo_healthy.json")
     for bad in ("/dev/../etc/shadow", "sda", "/dev/sda\n-t long", "/dev/sda;rm", "/dev/sda\n", ""):
         with pytest.raises(InvalidInput):
@@ -150,14 +122,14 @@ def test_bad_input_runs_nothing(replay) -> None:  # type: ignore[no-untyped-def]
     assert not log.exists()
 
 
-def test_garbage_output_is_unexpected(replay, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_output_is_unexpected(replay: Replay, tmp_path: Path) -> None:
     replay("ata_samsung_860evo_healthy.json")
     (tmp_path / "bin" / "replay.json").write_text("Smartctl: not JSON\n")
     with pytest.raises(UnexpectedOutput):
         smartctl.read(local_runner(), "/dev/sda")
 
 
-def test_self_test_start(replay) -> None:  # type: ignore[no-untyped-def]
+def test_self_test_start(replay: Replay) -> None:
     log = replay("ata_wdc_wd140edfz_healthy.json")
     smartctl.start_self_test(local_runner(), "/dev/sdb", "long")
     assert log.read_text().split() == ["-j", "-t", "long", "/dev/sdb"]
