@@ -21,6 +21,7 @@ from appliance.alerts import delivery, outbox
 from appliance.clients import browse, points, reconcile, rpo, scheduler
 from appliance.disks import health
 from appliance.disks import pool as pool_service
+from appliance.disks.service import DiskService
 from appliance.jobs import queue
 from appliance.jobs.worker import Worker
 from appliance.reports import history
@@ -61,6 +62,7 @@ class Daemon:
     wake: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     started_at: float = 0.0
+    disks: DiskService | None = None
 
     def tasks(self) -> list[PeriodicTask]:
         return [
@@ -76,7 +78,22 @@ class Daemon:
             PeriodicTask("reports.mail", 300.0, self.mail_reports),
             PeriodicTask("offsite.schedule", SCHEDULE_SECONDS, self.schedule_offsite),
             PeriodicTask("offsite.backlog", 300.0, self.sample_offsite_backlog),
+            PeriodicTask("disks.inventory", 60.0, self.refresh_disks),
+            PeriodicTask("disks.smart", 1800.0, self.poll_smart),
+            PeriodicTask("disks.selftests", 3600.0, self.run_selftests),
         ]
+
+    def refresh_disks(self) -> None:
+        if self.disks is not None:
+            self.disks.refresh()
+
+    def poll_smart(self) -> None:
+        if self.disks is not None:
+            self.disks.poll_smart()
+
+    def run_selftests(self) -> None:
+        if self.disks is not None:
+            self.disks.run_selftests()
 
     def schedule_offsite(self) -> None:
         if offsite_jobs.tick(self.store):
@@ -163,6 +180,8 @@ class Daemon:
         tunnel = TunnelSupervisor(self.store, runner, Paths(self.store.path.parent), self.stop_event)
         tunnel.start()  # the MSP remote-access tunnel (appliance/tunnel)
         self._threads.append(tunnel)
+        self.disks = DiskService(self.store, self.zfs, self.pool_name, runner)
+        self.disks.start()  # udev monitor: hot-plug reflected at once (appliance/disks/monitor.py)
         log.info("bulwarkd started: %d workers, pool %s", self.workers, self.pool_name)
 
     def _schedule(self) -> None:
@@ -188,6 +207,8 @@ class Daemon:
         """Ask every thread to stop and wait for them; running jobs are left to be recovered."""
         self.stop_event.set()
         self.wake.set()
+        if self.disks is not None:
+            self.disks.stop()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
