@@ -2,9 +2,8 @@
 
 Figures are read when scraped, cheaply: the pool from ``zpool list`` and ``zpool status`` (two short
 commands), everything else from the database (client points as ``bulwarkd`` last recorded them, every minute;
-jobs; alerts; the outbox). The families are listed in docs/metrics.md. Families of what this version does not
-measure yet (SMART verdicts and temperatures of disks) are published with their HELP and
-TYPE and **no samples**: a query finds nothing rather than a made-up value.
+jobs; alerts; the outbox; disks' SMART verdicts and temperatures as bulwarkd last polled them). The families
+are listed in docs/metrics.md.
 
 Access: without a token configured, ``/metrics`` is open on the appliance's port like a node exporter; with
 one (``bulwark metrics token``), a scrape must send ``Authorization: Bearer <token>``. Only the token's SHA-256
@@ -35,6 +34,7 @@ from appliance import alerts
 from appliance.alerts import outbox
 from appliance.clients import service
 from appliance.daemon import daemon_state
+from appliance.disks import polling as disk_polling
 from appliance.offsite import metrics as offsite_metrics
 from appliance.reports import history
 from appliance.store import Store
@@ -149,16 +149,25 @@ class ApplianceCollector(Collector):
         yield from (up, health, size, alloc, free, ratio, vdev, errors)
 
     def _disks(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
+        healthy = GaugeMetricFamily(
             "bulwark_disk_smart_healthy",
-            "1 if a disk's SMART verdict is healthy (no samples: SMART monitoring is not in this version)",
+            "1 if a disk's SMART verdict is healthy, 0 if warning, failing or unknown (bulwarkd's last poll)",
             labels=["disk", "serial"],
         )
-        yield GaugeMetricFamily(
-            "bulwark_disk_temperature_celsius",
-            "Disk temperature from SMART (no samples: SMART monitoring is not in this version)",
-            labels=["disk", "serial"],
+        verdict = GaugeMetricFamily(
+            "bulwark_disk_smart_verdict", "1 for a disk's current SMART verdict", labels=["disk", "serial", "verdict"]
         )
+        temperature = GaugeMetricFamily(
+            "bulwark_disk_temperature_celsius", "Disk temperature from SMART (bulwarkd's last poll)",
+            labels=["disk", "serial"],
+        )  # fmt: skip
+        for row in disk_polling.latest(self.store):
+            labels = [row["name"], row["serial"]]
+            healthy.add_metric(labels, int(row["verdict"] == "healthy"))
+            verdict.add_metric([*labels, row["verdict"]], 1)
+            if row["temperature"] is not None:
+                temperature.add_metric(labels, row["temperature"])
+        yield from (healthy, verdict, temperature)
 
     def _clients(self, now: float) -> Iterator[Metric]:
         last = GaugeMetricFamily(

@@ -85,3 +85,23 @@ def test_refused_selftest_is_recorded(store: Store, replay: Replay) -> None:
     assert error is not None and "Open failed" in error
     [row] = store.query("SELECT kind, started_by, error FROM disk_selftests")
     assert (row["kind"], row["started_by"]) == ("short", "admin") and "Open failed" in row["error"]
+
+
+def test_metrics_samples(store: Store, replay: Replay) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from appliance import metrics
+
+    replay("ata_hitachi_hds721050dle630_failing.json")
+    polling.poll(store, local_runner(), [SDC], now=1.0)
+    text = metrics.exposition(store, None).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("bulwark_disk_")
+    }
+    labels = (("disk", "sdc"), ("serial", "MSK423Y20S3HBC"))
+    assert samples[("bulwark_disk_smart_healthy", labels)] == 0
+    assert samples[("bulwark_disk_temperature_celsius", labels)] == 25
+    assert samples[("bulwark_disk_smart_verdict", (*labels[:1], *labels[1:], ("verdict", "failing")))] == 1
