@@ -26,6 +26,7 @@ from appliance.jobs import base, queue
 from appliance.jobs.base import JobContext
 from appliance.store import Store
 from appliance.system.errors import Conflict, InvalidInput
+from appliance.system.runner import local_runner
 from appliance.zfs import datasets, units
 from appliance.zfs.errors import DatasetNotFound, SnapshotHeld
 from appliance.zfs.host import ZfsHost
@@ -88,6 +89,10 @@ class SnapshotJob:
         client = _active_client(ctx.store, params["client"])
         found = points.scan(ctx.zfs, client)
         planned: dict[str, str] = params.get("planned") or {}
+        if not planned and params["source"] != "schedule" and client.kind in ("smb", "both"):
+            from appliance.samba import activity  # never a point of a share while a file is open for writing
+
+            activity.refuse_if_writing(ctx.store, ctx.zfs, local_runner(), client)
         if not planned:
             planned = self._plan(client, found, params["source"], params["areas"])
             ctx.remember(planned=planned)  # durably, before any snapshot exists
@@ -118,6 +123,10 @@ class SnapshotJob:
                 lock = f", locked until {points.iso(point.locked_until)}" if point.locked_until else ""
                 ctx.log(f"took {point.id}{lock}")
             ctx.progress(i + 1, len(planned), point.id, force=True)
+        if "share" in planned:
+            from appliance.samba import versions  # Previous Versions follow the share's points
+
+            versions.sync_if_served(ctx.store, ctx.zfs, client)
         if params["source"] == "schedule":
             prune = submit_prune_once(ctx.store, client.name, by="schedule")
             if prune is not None:

@@ -327,6 +327,10 @@ def destroy(zfs: ZfsHost, point: RecoveryPoint, now: float | None = None) -> Non
     check_destroyable(point, at)
     if point.holds:
         point = enforce_holds(zfs, point, at)  # releases an expired lock's hold
+    if point.area == "share":
+        from appliance.samba import versions  # its Previous Versions clone goes first
+
+        versions.release(zfs, point.client, point.snapshot)
     try:
         snapshots.destroy(zfs, point.snapshot)
     except (HasDependentClones, DatasetBusy) as exc:

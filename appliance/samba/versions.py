@@ -9,6 +9,7 @@ creations and prunes (bulwarkd runs it after each SMB point and periodically).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -52,6 +53,15 @@ def snapdir(zfs: ZfsHost, client: Client) -> str | None:
     return path
 
 
+def _destroy(zfs: ZfsHost, clone: str) -> None:
+    """Destroy a version clone and remove its (then empty) mount directory."""
+    mountpoint = datasets.get_dataset(zfs, clone).mountpoint
+    datasets.destroy(zfs, clone)
+    if mountpoint and os.path.basename(os.path.dirname(mountpoint)) == FOLDER:
+        with contextlib.suppress(OSError):
+            os.rmdir(mountpoint)
+
+
 @dataclass(frozen=True)
 class SyncReport:
     added: list[str]
@@ -86,7 +96,7 @@ def sync(store: Store, zfs: ZfsHost, client: Client) -> SyncReport:
         if point is not None and prop is not None and prop.value == point.snapshot:
             continue
         try:
-            datasets.destroy(zfs, ds)
+            _destroy(zfs, ds)
             removed.append(folder)
         except BulwarkError as exc:  # busy while a client reads it: next time
             failed[folder] = str(exc)
@@ -109,6 +119,15 @@ def sync(store: Store, zfs: ZfsHost, client: Client) -> SyncReport:
     return SyncReport(added, removed, failed)
 
 
+def sync_if_served(store: Store, zfs: ZfsHost, client: Client) -> SyncReport | None:
+    """:func:`sync` when this appliance serves SMB shares (its smb.conf exists)."""
+    from appliance.samba import shares
+
+    if not shares.has_share(client) or not shares.layout(store).conf.exists():
+        return None
+    return sync(store, zfs, client)
+
+
 def sync_all(store: Store, zfs: ZfsHost) -> None:
     for client in service.list_clients(store):
         if client.kind in ("smb", "both"):
@@ -123,3 +142,17 @@ def remove_all(zfs: ZfsHost, client: Client) -> None:
     mine = f"{_pool(client)}/{ROOT}/{client.name}"
     if datasets.exists(zfs, mine):
         datasets.destroy(zfs, mine, recursive=True)
+
+
+def release(zfs: ZfsHost, client: str, snapshot: str) -> bool:
+    """Destroy the version clone of ``snapshot`` (so the point can be pruned); False if it had none."""
+    mine = f"{snapshot.split('/', 1)[0]}/{ROOT}/{client}"
+    if not datasets.exists(zfs, mine):
+        return False
+    have = properties.get(zfs, [mine], (P_POINT,), depth=1)
+    for name, props in have.items():
+        prop = props.get(P_POINT)
+        if name != mine and prop is not None and prop.value == snapshot:
+            _destroy(zfs, name)
+            return True
+    return False
