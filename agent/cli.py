@@ -3,22 +3,118 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from appliance import __version__
+from agent import __version__, backup, restore, state
+from agent.transport import AgentError, Connection
+
+MALFORMED = ("the enrollment code is malformed", "copy it again from 'bulwark client enroll-code'")
+
+
+def _fingerprint_from_code(code: str) -> str:
+    parts = code.strip().lower().split("-")
+    if len(parts) != 3 or parts[0] != "bw1" or len(parts[2]) != 52:
+        raise AgentError(*MALFORMED)
+    try:
+        return base64.b32decode(parts[2].upper() + "====").hex()
+    except ValueError:
+        raise AgentError(
+            "the enrollment code is malformed", "copy it again from 'bulwark client enroll-code'"
+        ) from None
+
+
+def cmd_enroll(args: argparse.Namespace) -> dict[str, Any]:
+    fingerprint = _fingerprint_from_code(args.code)
+    conn = Connection(args.server, fingerprint)
+    try:
+        got = conn.request("POST", "/enroll", {"code": args.code, "hostname": args.hostname or socket.gethostname()})
+    finally:
+        conn.close()
+    path = state.save_enrollment(
+        args.state_dir,
+        {
+            "server": args.server,
+            "fingerprint": fingerprint,
+            "credential": f"{got['agent_id']}:{got['secret']}",
+            "agent_id": got["agent_id"],
+            "client": got["client"],
+        },
+    )
+    return {"agent_id": got["agent_id"], "client": got["client"], "state": str(path)}
+
+
+def cmd_backup(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.paths:
+        raise AgentError("no paths to back up", "give the directories to protect, e.g. bulwark-agent backup /home")
+    report = backup.run(args.state_dir, backup.check_paths(args.paths), bwlimit=args.bwlimit * 1024, quiet=args.json)
+    return report.to_dict()
+
+
+def cmd_restore(args: argparse.Namespace) -> dict[str, Any]:
+    return restore.run(args.state_dir, args.point, Path(args.to), args.paths)
+
+
+def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+    enrolled = state.load_enrollment(args.state_dir)
+    conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"])
+    try:
+        hello = conn.request("GET", "/hello")
+        found = conn.request("GET", "/points")["points"]
+    finally:
+        conn.close()
+    latest = max(found, key=lambda p: p["created_at"])["id"] if found else None
+    return {"server": enrolled["server"], **hello, "points": len(found), "latest": latest}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bulwark-agent", description="Bulwark backup agent")
+    parser.add_argument("--version", action="version", version=f"bulwark-agent {__version__}")
+    parser.add_argument("--state-dir", type=Path, default=None, help="credential and cache (default per OS)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("enroll", help="enroll with a one-time code from the appliance")
+    p.add_argument("--server", required=True, help="https://HOST:PORT of the appliance")
+    p.add_argument("--code", required=True)
+    p.add_argument("--hostname", help="the name shown on the appliance (default: this machine's)")
+    p.set_defaults(handler=cmd_enroll)
+    p = sub.add_parser("backup", help="back up files: only what changed is sent")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--bwlimit", type=int, default=0, metavar="KIB_PER_S", help="bandwidth limit (0: none)")
+    p.set_defaults(handler=cmd_backup)
+    p = sub.add_parser("restore", help="restore files of a recovery point, verified by hash")
+    p.add_argument("--point", default="latest", help="a point name or 'latest'")
+    p.add_argument("--to", required=True, help="directory to restore into")
+    p.add_argument("paths", nargs="*", help="only these paths (as they were backed up)")
+    p.set_defaults(handler=cmd_restore)
+    p = sub.add_parser("status", help="enrollment and the latest recovery point")
+    p.set_defaults(handler=cmd_status)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bulwark-agent", description="Bulwark backup agent")
-    parser.add_argument("--version", action="version", version=f"bulwark-agent {__version__}")
-    parser.add_argument("command", nargs="?", choices=["enroll", "backup", "restore", "status"])
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    sys.stderr.write(f"bulwark-agent: '{args.command}' is not available in this version of the agent yet\n")
-    return 11
+    args = build_parser().parse_args(argv)
+    if args.state_dir is None:
+        args.state_dir = state.default_state_dir()
+    try:
+        result = args.handler(args)
+    except AgentError as exc:
+        sys.stderr.write(f"bulwark-agent: error: {exc}\n")
+        return 2 if exc.status in (401, 403) else 1
+    except (OSError, KeyboardInterrupt) as exc:
+        sys.stderr.write(f"bulwark-agent: error: {exc}\n")
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["bulwark.paths"] = paths
     app.extensions["bulwark.store"] = Store.open(paths.db)
 
+    from appliance.ingest import views as agent_ingest
     from webui import (
         account,
         api,
@@ -45,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         audit,
         auth,
         dashboard,
+        disks,
         errors,
         identity,
         jobs,
@@ -78,6 +80,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         metrics_view.bp,
         remote_access.bp,
         offsite.bp,
+        disks.bp,
+        agent_ingest.bp,
         *areas.blueprints,
     ):
         app.register_blueprint(blueprint)

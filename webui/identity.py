@@ -118,6 +118,8 @@ def gate() -> Response | None:
     """The request hook. Returns a response to stop the request, or None to let it through."""
     if is_remote() and not tunnel_config.remote_sessions_allowed(state.store()):
         return _remote_blocked()  # the on-site switch: nothing at all through the tunnel
+    if request.path.startswith("/agent/"):
+        return None  # backup agents: no browser session or CSRF; appliance/ingest/views.py checks their credential
     endpoint = request.endpoint
     view = current_app.view_functions.get(endpoint) if endpoint else None
     permission = permission_of(view)

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from appliance.cli.agents import register_client_commands
 from appliance.cli.common import JobFailedError, add_command, add_group, open_store, print_json, progress_line
 from appliance.clients import overview, removal, service
 from appliance.clients.errors import DaemonNotRunning
@@ -233,6 +234,7 @@ def register(sub: Any) -> None:
     p.add_argument("--destroy-data", action="store_true", help="also destroy its datasets and every point")
     p.add_argument("--confirm", metavar="NAME", help="with --destroy-data: the client's name, typed again")
     p.add_argument("--json", action="store_true")
+    register_client_commands(client)
     p = add_command(client, "reattach", cmd_reattach, "bring a removed client (or one found on the pool) back")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,128 @@
+"""A file backup: scan, ask the appliance what it lacks, send only that (in parts, zstd where it pays), commit."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from agent import scan, state
+from agent.transport import AgentError, Connection
+
+PART = 8 * 1024 * 1024
+
+
+@dataclass
+class Report:
+    job: str
+    point: str
+    files: int
+    bytes_scanned: int
+    bytes_hashed: int
+    bytes_sent: int
+    blobs_sent: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _send(conn: Connection, job: str, digest: str, local: str, size: int, start: int, progress: Any) -> int:
+    """Send one content from ``start``; returns the bytes put on the wire."""
+    sent = 0
+    compressor = zstandard.ZstdCompressor(level=1)
+    with open(local, "rb") as fh:
+        fh.seek(start)
+        offset = start
+        while True:
+            data = fh.read(PART)
+            final = offset + len(data) >= size or not data
+            headers = {"Bulwark-Size": str(size), "Content-Type": "application/octet-stream"}
+            body = data
+            packed = compressor.compress(data) if data else b""
+            if data and len(packed) < len(data) * 0.9:
+                body = packed
+                headers["Content-Encoding"] = "zstd"
+            query = f"?offset={offset}" + ("&final=1" if final else "")
+            conn.request("PUT", f"/jobs/{job}/content/{digest}{query}", raw=body, headers=headers)
+            sent += len(body)
+            offset += len(data)
+            progress(len(data))
+            if final:
+                return sent
+
+
+def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = False) -> Report:
+    began = time.monotonic()
+    enrolled = state.load_enrollment(state_dir)
+    conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"], bwlimit)
+    try:
+        cache = state.load_cache(state_dir)
+        found = scan.scan(paths, cache)
+        state.save_cache(state_dir, cache)
+        for skipped in found.skipped:
+            sys.stderr.write(f"bulwark-agent: skipped {skipped} (not a file, directory or symlink)\n")
+        opened = conn.request("POST", "/jobs", {"kind": "files"})
+        job = opened["job"]
+        hashes = sorted({e["hash"] for e in found.entries if e["type"] == "f"})
+        answer = conn.request("POST", f"/jobs/{job}/missing", {"hashes": hashes})
+        missing: list[str] = answer["missing"]
+        partial: dict[str, int] = answer["partial"]
+        by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
+        total = sum(by_hash[d][1] - partial.get(d, 0) for d in missing)
+        done = [0]
+        last = [0.0]
+
+        def progress(count: int) -> None:
+            done[0] += count
+            now = time.monotonic()
+            if not quiet and (now - last[0] > 1 or done[0] >= total):
+                last[0] = now
+                pct = 100 * done[0] / total if total else 100
+                sys.stderr.write(f"\rsending {done[0] / 1e6:.1f} of {total / 1e6:.1f} MB ({pct:.0f}%)")
+                sys.stderr.flush()
+
+        sent = 0
+        for digest in missing:
+            local, size = by_hash[digest]
+            sent += _send(conn, job, digest, local, size, partial.get(digest, 0), progress)
+        if not quiet and total:
+            sys.stderr.write("\n")
+        for _ in range(3):
+            try:
+                result = conn.request("POST", f"/jobs/{job}/commit", {"manifest": found.entries})
+                break
+            except AgentError as exc:  # content the appliance could not find after all: send it, then again
+                if exc.code != "missing_content" or not isinstance(exc.body, dict):
+                    raise
+                for digest in exc.body.get("missing", []):
+                    if digest not in by_hash:
+                        raise
+                    local, size = by_hash[digest]
+                    sent += _send(conn, job, digest, local, size, 0, progress)
+        else:
+            raise AgentError("the appliance kept asking for content", "run the backup again")
+        return Report(
+            job,
+            result["point"],
+            result["files"],
+            found.bytes_scanned,
+            found.bytes_hashed,
+            sent,
+            len(missing),
+            time.monotonic() - began,
+        )
+    finally:
+        conn.close()
+
+
+def check_paths(paths: list[str]) -> list[str]:
+    for p in paths:
+        if not os.path.lexists(p):
+            raise AgentError(f"{p} does not exist", "give paths that exist on this machine")
+    return paths

@@ -1,0 +1,103 @@
+"""Walk the paths to back up into a manifest, hashing only what the local cache cannot vouch for (same size,
+mtime, ctime and inode as when it was last hashed)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+CHUNK = 1024 * 1024
+
+
+def hash_file(path: str | Path) -> str:
+    h = blake3.blake3()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stored_path(abs_path: str) -> str:
+    """The path as stored: absolute local path without its leading '/' (unicode kept as it is)."""
+    return abs_path.lstrip("/")
+
+
+@dataclass
+class Scan:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    local: dict[str, str] = field(default_factory=dict)  # stored path → local path, for regular files
+    bytes_scanned: int = 0
+    bytes_hashed: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _entry(rel: str, st: os.stat_result) -> dict[str, Any]:
+    return {
+        "path": rel,
+        "mode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime_ns": st.st_mtime_ns,
+    }
+
+
+def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
+    st = os.lstat(top)
+    yield top, st
+    if stat.S_ISDIR(st.st_mode):
+        with os.scandir(top) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            yield from _walk(os.path.join(top, name))
+
+
+def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
+    out = Scan()
+    seen: set[str] = set()
+    for given in paths:
+        top = os.path.abspath(given)
+        if not os.path.lexists(top):
+            raise FileNotFoundError(f"{given} does not exist")
+        parts = top.strip("/").split("/")
+        for i in range(1, len(parts)):  # the parents, so the tree can be rebuilt with their metadata
+            parent = "/" + "/".join(parts[:i])
+            rel = stored_path(parent)
+            if rel not in seen:
+                seen.add(rel)
+                out.entries.append({**_entry(rel, os.stat(parent)), "type": "d"})
+        for local, st in _walk(top):
+            rel = stored_path(local)
+            if rel in seen or not rel:
+                continue
+            seen.add(rel)
+            entry = _entry(rel, st)
+            if stat.S_ISDIR(st.st_mode):
+                entry["type"] = "d"
+            elif stat.S_ISLNK(st.st_mode):
+                entry["type"] = "l"
+                entry["target"] = os.readlink(local)
+            elif stat.S_ISREG(st.st_mode):
+                key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                cached = cache.get(rel)
+                if cached is not None and cached[:4] == key:
+                    digest = cached[4]
+                else:
+                    digest = hash_file(local)
+                    out.bytes_hashed += st.st_size
+                cache[rel] = [*key, digest]
+                entry.update(type="f", size=st.st_size, hash=digest)
+                out.local[rel] = local
+                out.bytes_scanned += st.st_size
+            else:
+                out.skipped.append(local)  # sockets, fifos, devices
+                continue
+            out.entries.append(entry)
+    for gone in set(cache) - set(out.local):
+        del cache[gone]
+    return out

@@ -1,0 +1,63 @@
+"""Errors an agent can meet at /agent/v1 (each with what to do next)."""
+
+from __future__ import annotations
+
+from appliance.system.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+
+class AgentUnauthorized(PermissionDenied):
+    """The agent credential is {}."""
+
+    code = "agent_unauthorized"
+    http_status = 401
+    hint = "Create an enrollment code with 'bulwark client enroll-code CLIENT' and run 'bulwark-agent enroll' again."
+
+
+class EnrollCodeInvalid(PermissionDenied):
+    """The enrollment code is {}."""
+
+    code = "enroll_code_invalid"
+    http_status = 401
+    hint = "Create a new code with 'bulwark client enroll-code CLIENT' (codes are single use and last 24 hours)."
+
+
+class ProtocolError(InvalidInput):
+    """Protocol error: {}."""
+
+    code = "protocol_error"
+    hint = "Update the agent to a version that speaks this appliance's protocol; nothing was stored."
+
+
+class ContentMismatch(InvalidInput):
+    """The content sent for {} does not match: {}."""
+
+    code = "content_mismatch"
+    hint = "The file changed while it was read or the data was damaged in transit; run the backup again."
+
+
+class MissingContent(Conflict):
+    """{} content blob(s) of the manifest have not arrived yet."""
+
+    code = "missing_content"
+    hint = "Send the listed content and commit again."
+
+
+class JobNotOpen(Conflict):
+    """Backup job {} is {}."""
+
+    code = "job_not_open"
+    hint = "Start a new backup; what already arrived is kept and not sent again."
+
+
+class JobNotFound(NotFound):
+    """No backup job {} for this client."""
+
+    code = "job_not_found"
+    hint = "Start a new backup with 'bulwark-agent backup'."
+
+
+class CredentialNotFound(NotFound):
+    """No agent credential {}."""
+
+    code = "agent_not_found"
+    hint = "List the agents with 'bulwark client agents CLIENT'."

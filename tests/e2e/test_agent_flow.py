@@ -1,0 +1,167 @@
+"""The backup agent against a real running appliance (`bulwark init` + `bulwark run`: gunicorn over TLS on
+loopback, a zfs-fuse pool): enrollment with a pinned certificate, a first and an incremental file backup with
+edits, deletions, renames, modes, owners, symlinks and unicode names, restores identical, and kill -9 of the
+agent mid-backup leaving no point with the next run resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.clients import browse
+from appliance.store import Store
+from appliance.system.paths import Paths
+from appliance.system.runner import local_runner
+from appliance.zfs.host import ZfsHost
+from tests.e2e.agent_helpers import (
+    AGENT,
+    agent,
+    agent_json,
+    connection,
+    diff_r,
+    enroll,
+    make_tree,
+    restored,
+    signature,
+    write,
+)
+from tests.e2e.conftest import Appliance, running_appliance
+
+pytestmark = [pytest.mark.zfs, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory, zfs_daemon: object) -> Iterator[Appliance]:
+    with running_appliance(tmp_path_factory.mktemp("agent"), pool_file_size="768M") as running:
+        running.cli("client", "add", "acme", "--kind", "agent")
+        running.cli("client", "add", "globex", "--kind", "agent")
+        running.cli("client", "add", "smbonly", "--kind", "smb")
+        store = Store.open(Paths.resolve(str(running.data_dir)).db)
+        try:  # the parent of restore clones, mounted once for the module rather than by its first test
+            browse.ensure_browse_root(store, ZfsHost.detect(local_runner()))
+        finally:
+            store.close()
+        yield running
+
+
+def points(state_dir: Path) -> list[str]:
+    conn = connection(state_dir)
+    try:
+        return sorted(p["id"] for p in conn.request("GET", "/points")["points"])
+    finally:
+        conn.close()
+
+
+def test_enrollment_pins_the_certificate_and_codes_are_single_use(appliance: Appliance, tmp_path: Path) -> None:
+    code = json.loads(appliance.cli("client", "enroll-code", "acme", "--json").out)["code"]
+    state = tmp_path / "state"
+    got = agent_json(state, "enroll", "--server", appliance.url, "--code", code)
+    assert got["client"] == "acme"
+    assert stat.S_IMODE(os.stat(state / "agent.json").st_mode) == 0o600
+    again = agent(tmp_path / "other", "enroll", "--server", appliance.url, "--code", code, ok_codes=(2,))
+    assert "already used" in again.err
+    # A code whose fingerprint is not the appliance's certificate: refused before anything is sent.
+    code2 = json.loads(appliance.cli("client", "enroll-code", "acme", "--json").out)["code"]
+    forged = code2[:-52] + ("a" if code2[-52] != "a" else "b") + code2[-51:]
+    bad = agent(tmp_path / "forged", "enroll", "--server", appliance.url, "--code", forged, ok_codes=(1,))
+    assert "does not match the pinned fingerprint" in bad.err
+    assert not (tmp_path / "forged" / "agent.json").exists()
+    # ... and the real code is still unused, so it works afterwards.
+    agent_json(tmp_path / "late", "enroll", "--server", appliance.url, "--code", code2)
+    refused = appliance.cli("client", "enroll-code", "smbonly", ok_codes=(3,))
+    assert "SMB only" in refused.err
+
+
+def test_first_and_incremental_backup_restore_identical(appliance: Appliance, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(appliance, "acme", state)
+    before = set(points(state))
+    src = tmp_path / "src"
+    make_tree(src)
+    first = agent_json(state, "backup", str(src))
+    assert first["point"].startswith("files@bw-") and first["point"].endswith("-agent")
+    assert first["blobs_sent"] == 9  # ten files, two of them identical: sent once
+    assert first["bytes_sent"] < first["bytes_scanned"]  # the zeros went compressed
+    sig1 = signature(src)
+
+    # Edits, a deletion, a rename, a new symlink, a mode and an owner change.
+    write(src / "docs" / "report.txt", b"quarterly report v2\n" * 100, 0o640, mtime=1_600_000_100_000_000_000)
+    (src / "data" / "to-delete.txt").unlink()
+    os.rename(src / "data" / "to-rename.txt", src / "docs" / "renamed.txt")
+    os.symlink("../bin/tool.sh", src / "data" / "tool-link")
+    os.chmod(src / "data" / "big.bin", 0o600)
+    os.chown(src / "same-a.txt", 42, 43)
+    second = agent_json(state, "backup", str(src))
+    assert second["point"] != first["point"]
+    assert second["blobs_sent"] == 1  # only the edited report; the renamed file's content is on the appliance
+    assert second["bytes_sent"] < 4096
+    # Read again: the edit, the renamed file (a new path) and those whose ctime moved (chmod, chown); the
+    # cache vouched for everything else.
+    assert second["bytes_hashed"] == 2000 + 28000 + 3 * 1024 * 1024 + len(b"duplicate content\n")
+    sig2 = signature(src)
+    assert set(points(state)) == before | {first["point"], second["point"]}
+
+    latest = tmp_path / "latest"
+    agent_json(state, "restore", "--point", "latest", "--to", str(latest))
+    assert diff_r(src, restored(latest, src)).returncode == 0
+    assert signature(restored(latest, src)) == sig2
+
+    older = tmp_path / "older"
+    agent_json(state, "restore", "--point", first["point"], "--to", str(older))
+    assert signature(restored(older, src)) == sig1
+
+    one = tmp_path / "one"
+    agent_json(state, "restore", "--point", "latest", "--to", str(one), str(src / "docs"))
+    assert sorted(os.listdir(restored(one, src))) == ["docs"]
+    assert (restored(one, src) / "docs" / "renamed.txt").read_bytes() == (src / "docs" / "renamed.txt").read_bytes()
+
+    third = agent_json(state, "backup", str(src))  # nothing changed: nothing sent, a point all the same
+    assert third["blobs_sent"] == 0 and third["bytes_sent"] == 0
+    status = agent_json(state, "status")
+    assert status["client"] == "acme" and status["latest"] == third["point"]
+
+
+def test_kill_9_mid_backup_leaves_no_point_and_the_next_run_resumes(appliance: Appliance, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(appliance, "acme", state)
+    src = tmp_path / "src"
+    for i in range(6):
+        write(src / f"part-{i}.bin", os.urandom(3 * 1024 * 1024))
+    before = points(state)
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = local_runner().spawn(
+            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)], stderr=out, stdout=out,
+            inherit_env=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"sending" not in log.read_bytes() or time.monotonic() < deadline - 55:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2.5)  # about 5 MiB at 2 MiB/s: some contents complete, one half sent
+        assert proc.poll() is None, "the backup finished before it could be interrupted"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.stop(sig=signal.SIGKILL)
+    assert points(state) == before  # no recovery point for the broken job
+
+    resumed = agent_json(state, "backup", str(src))
+    total = 6 * 3 * 1024 * 1024
+    assert resumed["blobs_sent"] < 6  # what arrived completely is not asked for again
+    assert resumed["bytes_sent"] < total - 3 * 1024 * 1024
+    out = tmp_path / "out"
+    agent_json(state, "restore", "--point", resumed["point"], "--to", str(out), str(src))
+    assert diff_r(src, restored(out, src)).returncode == 0
+    shutil.rmtree(out)
