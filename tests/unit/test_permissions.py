@@ -25,6 +25,7 @@ from werkzeug.test import TestResponse
 
 from appliance import users
 from appliance.auth import tokens
+from appliance.disks import inventory
 from appliance.jobs import queue
 from appliance.store import Store
 from tests.alert_web_helpers import ALERT_ARGUMENTS, fill_alert_argument
@@ -85,6 +86,8 @@ class Walk:
                 users.create_user(self.db, values[name], "walk-password-1", "viewer")
             elif name == "filename":
                 values[name] = "app.css"
+            elif name == "disk":  # a real block device of this machine (read-only SMART commands)
+                values[name] = next((d.name for d in inventory.scan() if d.kind != "loop"), "loop0")
             elif name in ALERT_ARGUMENTS:  # an alert, a channel, a report's client… (tests/alert_web_helpers.py)
                 values[name] = fill_alert_argument(self.db, name)
             else:

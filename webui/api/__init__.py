@@ -99,6 +99,7 @@ def init_app(app: Flask) -> None:
         routes_alerts,
         routes_browse,
         routes_clients,
+        routes_disks,
         routes_jobs,
         routes_offsite,
         routes_system,
