@@ -1,11 +1,13 @@
 """Tampering with what is offsite is detected, restore refuses and says which object; a broken upload resumes at
-the chunk where it stopped (kill -9 of a real process), re-uploading no completed chunk."""
+the chunk where it stopped (kill -9 of a real process, or an SFTP server gone mid-stream), re-uploading no
+completed chunk."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +16,12 @@ import pytest
 
 from appliance.clients import service
 from appliance.offsite import config, envelope, keys, repo, restore, state
-from appliance.offsite.errors import KeyMissing, OffsiteError, Tampered
+from appliance.offsite.errors import KeyMissing, OffsiteError, Tampered, TargetUnreachable
 from appliance.offsite.targets.local import LocalTarget
 from appliance.system.runner import local_runner
 from appliance.zfs import datasets
 from tests.clients_fixtures import REPO
-from tests.offsite_fixtures import OffsiteEnv
+from tests.offsite_fixtures import OffsiteEnv, SftpServer
 
 pytestmark = pytest.mark.zfs
 
@@ -178,3 +180,55 @@ def test_kill_9_mid_upload_resumes_without_reuploading_completed_chunks(
     live = env.env.live("acme")
     assert (env.env.pool.mountpoint / "restored" / "big.bin").read_bytes() == (live / "big.bin").read_bytes()
     assert service.get_client(env.store, "acme").name == "acme"
+
+
+def test_broken_sftp_link_resumes_at_the_chunk_where_it_stopped(
+    offsite_env: OffsiteEnv, sftp_server: SftpServer, tmp_path: Path
+) -> None:
+    env = offsite_env
+    identity = sftp_server.client_key
+    c = sftp_server.config()
+    raw = {"host": c.host, "port": c.port, "user": c.user, "path": c.path, "host_key": c.host_key}
+    config.add_target(env.store, "dc", "sftp", raw, identity, by="test")
+    config.set_policy(env.store, "acme", "dc", by="test", default_kbps=400)
+    env.write("acme", "big.bin", os.urandom(1_200_000))
+    env.point("acme")
+    outcome: list[BaseException | None] = []
+
+    def upload() -> None:
+        try:
+            env.replicate(target="dc")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+        finally:
+            env.store.close_thread()
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    journal_dir = env.paths.data_dir / "offsite" / "journal"
+    deadline = time.monotonic() + 60
+    while not (list(journal_dir.glob("*")) and list(journal_dir.glob("*"))[0].stat().st_size >= 4 * 56):
+        assert worker.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.05)
+    sftp_server.stop()  # the link breaks mid-stream
+    worker.join(timeout=120)
+    (error,) = outcome
+    assert isinstance(error, TargetUnreachable), error
+    (uploading,) = state.streams(env.store, "dc", "acme", "share", "uploading")
+    done = (journal_dir / uploading.id).stat().st_size // 56
+
+    sftp_server.start()
+    config.set_policy(env.store, "acme", "dc", by="test", default_kbps=None)
+    report = env.replicate(target="dc")
+    (stream,) = report.streams
+    assert report.resumed == [uploading.id] and stream["resumed_from"] == done >= 4
+    assert stream["uploaded_chunks"] == stream["chunks"] - done
+    target = config.open_target(env.store, env.paths, "dc")
+    (chain,) = restore.catalog(target, keys.all_keys(env.store, env.paths), "acme")
+    dest = f"{env.env.pool.name}/from-sftp"
+    restore.restore_chain(target, keys.all_keys(env.store, env.paths), env.zfs, chain, 0, dest)
+    target.close()
+    datasets.mount(env.zfs, dest)
+    restored = (env.env.pool.mountpoint / "from-sftp" / "big.bin").read_bytes()
+    assert restored == (env.env.live("acme") / "big.bin").read_bytes()
