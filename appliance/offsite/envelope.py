@@ -104,7 +104,7 @@ class Sealer:
         self.kind = kind
         self.owner = owner
 
-    def seal(self, payload: bytes, index: int, *, last: bool = False, compress: bool = True) -> tuple[bytes, bytes]:
+    def seal(self, payload: bytes, index: int, *, last: bool = False, compress: bool = True) -> tuple[bytearray, bytes]:
         """The envelope of ``payload`` at ``index``, and its 16-byte GCM tag."""
         compression, body = NONE, payload
         if compress:
@@ -118,8 +118,10 @@ class Sealer:
             self.kind, FLAG_LAST if last else 0, compression, self.key_id, self.owner, index, os.urandom(12)
         )
         head = header.pack()
-        sealed = self._aead.encrypt(header.nonce, body, head)
-        return head + sealed, sealed[-TAG_SIZE:]
+        out = bytearray(HEADER_SIZE + len(body) + TAG_SIZE)  # one buffer: no copy of the ciphertext after it
+        out[:HEADER_SIZE] = head
+        self._aead.encrypt_into(header.nonce, body, head, memoryview(out)[HEADER_SIZE:])
+        return out, bytes(out[-TAG_SIZE:])
 
 
 class Opener:

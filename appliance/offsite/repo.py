@@ -93,7 +93,7 @@ def ensure_config(target: Target, expected_id: str | None, hostname: str) -> str
 
 def seal_json(data_key: bytes, key_id: bytes, kind: int, owner: bytes, index: int, doc: dict[str, Any]) -> bytes:
     blob, _ = envelope.Sealer(data_key, key_id, kind, owner).seal(json.dumps(doc, sort_keys=True).encode(), index)
-    return blob
+    return bytes(blob)
 
 
 def open_json(

@@ -42,7 +42,7 @@ class Target(Protocol):
     name: str
     kind: str
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | bytearray) -> None:
         """Store ``data`` at ``path`` atomically (whole or not at all), replacing what was there."""
         ...
 
@@ -72,7 +72,7 @@ class MemoryTarget:
         self.puts: list[str] = []  # every put, in order (tests count re-uploads with it)
         self._lock = threading.Lock()
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | bytearray) -> None:
         check_path(path)
         with self._lock:
             self.objects[path] = bytes(data)

@@ -36,7 +36,7 @@ class LocalTarget:
     def _file(self, path: str) -> Path:
         return self._ready() / check_path(path)
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | bytearray) -> None:
         final = self._file(path)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")

@@ -96,7 +96,7 @@ class S3Target:
                 self._lock = None
         return self._lock if isinstance(self._lock, tuple) else None
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | bytearray) -> None:
         key = self.prefix + check_path(path)
         extra: dict[str, Any] = {}
         lock = self.object_lock()
@@ -104,7 +104,7 @@ class S3Target:
             until = dt.datetime.now(dt.UTC) + dt.timedelta(days=lock[1])
             extra = {"ObjectLockMode": lock[0], "ObjectLockRetainUntilDate": until, "ChecksumAlgorithm": "SHA256"}
         try:
-            self.client.put_object(Bucket=self.config.bucket, Key=key, Body=data, **extra)
+            self.client.put_object(Bucket=self.config.bucket, Key=key, Body=bytes(data), **extra)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, path) from exc
 

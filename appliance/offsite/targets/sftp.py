@@ -122,7 +122,7 @@ class SftpTarget:
 
     # -- the target --------------------------------------------------------------------------------------------
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | bytearray) -> None:
         check_path(path)
         local = self._spool()
         local.write_bytes(data)
