@@ -174,19 +174,19 @@ def _session(sid: str) -> browse.BrowseSession:
     return session
 
 
-@bp.get("/restores/<sid>/content")
+@bp.get("/restores/<session_id>/content")
 @requires(PUBLIC)
-def restore_content(sid: str) -> Any:
-    session = _session(sid)
+def restore_content(session_id: str) -> Any:
+    session = _session(session_id)
     rel = manifest.check_path(request.args.get("path", ""))
     found = download.read_file(Path(session.mountpoint), rel)
     browse.touch(state.store(), session.id)
     return Response(found.chunks, mimetype="application/octet-stream", headers={"Content-Length": str(found.size)})
 
 
-@bp.delete("/restores/<sid>")
+@bp.delete("/restores/<session_id>")
 @requires(PUBLIC)
-def close_restore(sid: str) -> Any:
-    session = _session(sid)
+def close_restore(session_id: str) -> Any:
+    session = _session(session_id)
     browse.close_session(state.store(), state.zfs(), session.id)
     return jsonify({"closed": session.id})

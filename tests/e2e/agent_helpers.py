@@ -44,7 +44,7 @@ def write(path: Path, data: bytes, mode: int = 0o644, mtime: int = T0) -> None:
 
 def make_tree(top: Path) -> None:
     write(top / "docs" / "report.txt", b"quarterly report v1\n" * 100, 0o640)
-    write(top / "docs" / "résumé €.txt", "unicode names work\n".encode(), 0o600)
+    write(top / "docs" / "résumé €.txt", b"unicode names work\n", 0o600)
     write(top / "docs" / ("long-" + "x" * 200 + ".bin"), os.urandom(3000))
     write(top / "bin" / "tool.sh", b"#!/bin/sh\necho hi\n", 0o755)
     write(top / "data" / "big.bin", os.urandom(3 * 1024 * 1024))

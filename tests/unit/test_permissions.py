@@ -88,6 +88,8 @@ class Walk:
                 values[name] = "app.css"
             elif name == "disk":  # a real block device of this machine (read-only SMART commands)
                 values[name] = next((d.name for d in inventory.scan() if d.kind != "loop"), "loop0")
+            elif name in ("digest", "session_id"):  # the agent protocol (/agent/v1): refused without a credential
+                values[name] = "0" * 64
             elif name in ALERT_ARGUMENTS:  # an alert, a channel, a report's client… (tests/alert_web_helpers.py)
                 values[name] = fill_alert_argument(self.db, name)
             else:
@@ -218,7 +220,7 @@ def test_the_walk_covers_ui_and_api(walk: Walk) -> None:
     assert {"/", "/jobs/", "/users/", "/settings/", "/audit/", "/setup/", "/login"} <= rules
     assert {"/api/v1/status", "/api/v1/jobs", "/api/v1/users", "/api/v1/tokens", "/api/v1/openapi.json"} <= rules
     methods = {method for _, method in routes(walk.app)}
-    assert methods == {"GET", "POST", "PATCH", "DELETE"}
+    assert methods == {"GET", "POST", "PATCH", "DELETE", "PUT"}  # PUT: agent content uploads
 
 
 def test_pool_pages_render_with_a_real_pool(walk: Walk, zfs_pool: str | None) -> None:
