@@ -162,12 +162,16 @@ def poll(store: Store, runner: Runner, disks: list[Disk], *, now: float | None =
 
 
 def latest(store: Store) -> list[dict[str, Any]]:
-    rows = store.query("SELECT * FROM disk_smart ORDER BY name")
-    return [_row(r) for r in rows]
+    """The newest reading per kernel name (a disk swapped into the same slot replaces the old one)."""
+    rows = store.query("SELECT * FROM disk_smart ORDER BY name, checked_at")
+    return list({r["name"]: _row(r) for r in rows}.values())
 
 
 def latest_for(store: Store, key: str) -> dict[str, Any] | None:
-    row = store.query_one("SELECT * FROM disk_smart WHERE disk_key = ? OR name = ?", (key, key))
+    row = store.query_one(
+        "SELECT * FROM disk_smart WHERE disk_key = ? OR name = ? ORDER BY disk_key = ? DESC, checked_at DESC",
+        (key, key, key),
+    )
     return _row(row) if row is not None else None
 
 

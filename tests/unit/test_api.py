@@ -337,6 +337,8 @@ OWN_MODULES += ("/api/v1/alerts", "/api/v1/channels", "/api/v1/notifications", "
 OWN_MODULES += ("/api/v1/tunnel",)
 # Offsite replication: tests/unit/test_offsite_web.py.
 OWN_MODULES += ("/api/v1/offsite",)
+# Disks (SMART through a replaying smartctl): tests/unit/disks/test_web.py.
+OWN_MODULES += ("/api/v1/disks",)
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:
