@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agent.transport import Connection
+from appliance.clients import browse
+from appliance.store import Store
+from appliance.system.paths import Paths
 from appliance.system.runner import CommandResult, local_runner
-from tests.e2e.conftest import ROOT, Appliance
+from appliance.zfs.host import ZfsHost
+from tests.e2e.conftest import ROOT, Appliance, running_appliance
 
 AGENT = str(ROOT / ".venv/bin/bulwark-agent")
 T0 = 1_600_000_000_000_000_000  # fixed mtimes (ns) so the comparison is exact
@@ -87,3 +93,26 @@ def restored(target: Path, source: Path) -> Path:
 
 def diff_r(a: Path, b: Path) -> CommandResult:
     return local_runner().run(["diff", "-r", "--no-dereference", str(a), str(b)], ok_codes=(0, 1))
+
+
+@contextlib.contextmanager
+def agent_appliance(tmp: Path) -> Iterator[Appliance]:
+    """A running appliance with two agent clients (acme, globex) and an SMB-only one."""
+    with running_appliance(tmp, pool_file_size="768M") as running:
+        running.cli("client", "add", "acme", "--kind", "agent")
+        running.cli("client", "add", "globex", "--kind", "agent")
+        running.cli("client", "add", "smbonly", "--kind", "smb")
+        store = Store.open(Paths.resolve(str(running.data_dir)).db)
+        try:  # the parent of restore clones, mounted once for the module rather than by its first test
+            browse.ensure_browse_root(store, ZfsHost.detect(local_runner()))
+        finally:
+            store.close()
+        yield running
+
+
+def points(state_dir: Path) -> list[str]:
+    conn = connection(state_dir)
+    try:
+        return sorted(p["id"] for p in conn.request("GET", "/points")["points"])
+    finally:
+        conn.close()

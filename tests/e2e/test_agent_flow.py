@@ -16,48 +16,29 @@ from pathlib import Path
 
 import pytest
 
-from appliance.clients import browse
-from appliance.store import Store
-from appliance.system.paths import Paths
 from appliance.system.runner import local_runner
-from appliance.zfs.host import ZfsHost
 from tests.e2e.agent_helpers import (
     AGENT,
     agent,
+    agent_appliance,
     agent_json,
-    connection,
     diff_r,
     enroll,
     make_tree,
+    points,
     restored,
     signature,
     write,
 )
-from tests.e2e.conftest import Appliance, running_appliance
+from tests.e2e.conftest import Appliance
 
 pytestmark = [pytest.mark.zfs, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory, zfs_daemon: object) -> Iterator[Appliance]:
-    with running_appliance(tmp_path_factory.mktemp("agent"), pool_file_size="768M") as running:
-        running.cli("client", "add", "acme", "--kind", "agent")
-        running.cli("client", "add", "globex", "--kind", "agent")
-        running.cli("client", "add", "smbonly", "--kind", "smb")
-        store = Store.open(Paths.resolve(str(running.data_dir)).db)
-        try:  # the parent of restore clones, mounted once for the module rather than by its first test
-            browse.ensure_browse_root(store, ZfsHost.detect(local_runner()))
-        finally:
-            store.close()
+    with agent_appliance(tmp_path_factory.mktemp("agent")) as running:
         yield running
-
-
-def points(state_dir: Path) -> list[str]:
-    conn = connection(state_dir)
-    try:
-        return sorted(p["id"] for p in conn.request("GET", "/points")["points"])
-    finally:
-        conn.close()
 
 
 def test_enrollment_pins_the_certificate_and_codes_are_single_use(appliance: Appliance, tmp_path: Path) -> None:
