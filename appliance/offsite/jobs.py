@@ -17,7 +17,8 @@ from typing import Any
 from appliance.clients import model, service
 from appliance.jobs import base, queue
 from appliance.jobs.base import JobContext
-from appliance.offsite import config, replicate, restore, state, watch
+from appliance.offsite import config, keys, replicate, restore, state, watch
+from appliance.offsite.errors import NoDataKey
 from appliance.store import Store
 from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.paths import Paths
@@ -115,6 +116,8 @@ base.register(VerifyJob())
 def submit(store: Store, kind: str, client: str, target: str, *, by: str, **extra: Any) -> int:
     service.get_client(store, client)
     config.get_target(store, target)
+    if kind == REPLICATE and keys.active_info(store) is None:
+        raise NoDataKey()  # refused now rather than queued to fail: nothing is ever sent unencrypted
     return base.submit(store, kind, {"client": client, "target": target, "created_by": by, **extra},
                        created_by=by, max_attempts=MAX_ATTEMPTS if kind == REPLICATE else 1)  # fmt: skip
 
