@@ -196,3 +196,24 @@ def test_offsite_alerts(store: Store) -> None:
     assert alert.level == "critical" and "chunk 3 failed authentication" in alert.message
     watch.verified(store, "acme", "usb", True, "")
     assert alerts.list_alerts(store, category="offsite") == []
+
+
+def test_scheduler_queues_due_policies_once(store: Store, tmp_path: Path, weak_kdf: None) -> None:
+    from appliance.offsite import config, jobs
+    from tests.alert_web_helpers import add_client_row
+
+    add_client_row(store, "acme")
+    add_client_row(store, "bravo")
+    (tmp_path / "usb").mkdir()
+    config.add_target(store, "usb", "local", {"path": str(tmp_path / "usb")}, None, by="test")
+    keys.init_key(store, Paths(tmp_path), PASS)
+    config.set_policy(store, "acme", "usb", by="test", enabled=True, interval_s=3600)
+    config.set_policy(store, "bravo", "usb", by="test", enabled=False)
+    now = time.time()
+    (job,) = jobs.tick(store, now=now + 1)
+    assert jobs.tick(store, now=now + 2) == []  # queued already (and not due again for an hour)
+    assert jobs.active_job(store, "acme", "usb") == job and jobs.active_job(store, "bravo", "usb") is None
+    policy = config.get_policy(store, "acme", "usb")
+    assert policy.next_run_at == pytest.approx(now + 1 + 3600) and policy.last_job_id == job
+    rows = {r["client"]: r for r in jobs.overview(store)}
+    assert rows["acme"]["job"]["id"] == job and rows["bravo"]["enabled"] is False
