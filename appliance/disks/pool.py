@@ -97,3 +97,7 @@ class ScrubJob:
 
 
 base.register(ScrubJob())
+
+# The other disk and pool job kinds, registered wherever the scrub is (bulwarkd and the web process).
+import appliance.disks.replace  # noqa: E402, F401
+import appliance.disks.selftest_job  # noqa: E402, F401
