@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint, flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from appliance.disks import overview
-from appliance.system.errors import BulwarkError
+from appliance.disks import overview, polling
+from appliance.jobs import base
+from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.runner import local_runner
 from webui import disk_charts, state
 from webui.permissions import requires
@@ -55,11 +56,11 @@ def read_now(disk: str) -> Response:
 @bp.route("/<disk>/test", methods=["POST"])
 @requires("jobs.run")
 def self_test(disk: str) -> Response:
+    """A self-test as a job: the job page shows its progress (the drive's percentage remaining) and result."""
     kind = request.form.get("kind", "")
-    error = overview.start_test(state.store(), local_runner(), disk, kind, state.actor())
-    state.audit("disk.self_test", disk, kind=kind, error=error)
-    if error:
-        flash(f"The drive did not start a {kind} self-test: {error}. Check that it supports SMART self-tests.")
-    else:
-        flash(f"{kind.capitalize()} self-test started on {disk}; its result appears in the next SMART reading.")
-    return redirect(url_for("disks.show", disk=disk))
+    found = overview.find_disk(disk)
+    if polling.skip(found):
+        raise InvalidInput(f"{disk} is a loop device: it has no SMART self-test")
+    job_id = base.submit(state.store(), "disk.selftest", {"device": found.node, "kind": kind}, created_by=state.actor())
+    state.audit("disk.self_test", disk, kind=kind, job=job_id)
+    return redirect(url_for("jobs.show", job_id=job_id))

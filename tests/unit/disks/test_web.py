@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from appliance.disks import inventory, polling
+from appliance.jobs import base, queue
 from appliance.store import Store
+from appliance.system.errors import InvalidInput
 from tests.unit.disks.conftest import Replay
 from tests.unit.test_api import response_validator
 from tests.unit.web import Web, dump, text
@@ -64,12 +66,16 @@ def test_self_test_through_api_and_page(admin: Web, db: Store, replay: Replay) -
     log = replay("ata_wdc_wd140edfz_healthy.json")
     assert checked(admin, "POST", f"/disks/{disk}/selftest", {"kind": "short"}) == {"started": True, "error": None}
     assert log.read_text().split() == ["-j", "-t", "short", f"/dev/{disk}"]
-    response = admin.post(f"/disks/{disk}/test", data={"kind": "long"})
+    response = admin.post(f"/disks/{disk}/test", data={"kind": "long"})  # the page's button: a job
     assert response.status_code == 302
-    assert log.read_text().splitlines()[-1].split() == ["-j", "-t", "long", f"/dev/{disk}"]
-    assert "Long self-test started" in text(admin.get(f"/disks/{disk}"))
+    [job] = queue.list_jobs(db, kind="disk.selftest")
+    assert response.headers["Location"].endswith(f"/jobs/{job.id}")
+    assert (job.params, job.created_by) == ({"device": f"/dev/{disk}", "kind": "long"}, "user:admin")
+    with pytest.raises(InvalidInput):  # a job kind with strict parameters
+        base.submit(db, "disk.selftest", {"device": f"/dev/{disk}", "kind": "offline"}, created_by="x")
+    assert admin.post(f"/disks/{disk}/test", data={"kind": "offline"}).status_code == 400
     kinds = [r["kind"] for r in db.query("SELECT kind FROM disk_selftests ORDER BY id")]
-    assert kinds == ["short", "long"]
+    assert kinds == ["short"]  # the job starts the long one when bulwarkd runs it
 
 
 def test_bad_input_changes_nothing(admin: Web, db: Store, replay: Replay) -> None:
