@@ -38,7 +38,7 @@ from tests.unit.conftest import (
     ApplianceDir,
 )
 from tests.unit.web import COOKIE, TUNNEL_PORT, Web, dump, live_sessions, location, sha256, text, totp_code
-from webui import create_app
+from webui import areas, create_app
 from webui.identity import SETUP_DONE_KEY
 
 NEW_PASSWORD = "a-much-better-password"
@@ -1204,6 +1204,10 @@ CSRF_CASES = [
     ("/api/v1/offsite/policies", "PATCH"),
     ("/api/v1/offsite/<client>/run", "POST"),
     ("/api/v1/offsite/<client>/verify", "POST"),
+    ("/disks/<disk>/read", "POST"),
+    ("/disks/<disk>/test", "POST"),
+    ("/api/v1/disks/<disk>/smart", "POST"),
+    ("/api/v1/disks/<disk>/selftest", "POST"),
 ]
 
 # What each form would send (it would change something if the token were there).
@@ -1232,6 +1236,8 @@ FORMS = {
     "/remote-access/remote-sessions": {"allowed": "0"},
     "/api/v1/tunnel": {"host": "evil.example", "user": "mallory", "remote_port": 20001},
     "/api/v1/tunnel/remote-sessions": {"allowed": False},
+    "/disks/<disk>/test": {"kind": "short"},
+    "/api/v1/disks/<disk>/selftest": {"kind": "short"},
 }
 
 
@@ -1248,6 +1254,7 @@ def _concrete(rule: str, job_id: int, token_id: int) -> str:
         .replace("<int:channel_id>", "1")
         .replace("<int:schedule_id>", "1")
         .replace("<client>", "acme")
+        .replace("<disk>", "sda")
     )
 
 
@@ -1455,7 +1462,7 @@ def test_operator_cancels_a_queued_job(operator: Web, db: Store, scrub_job: int)
 # --- areas not built yet -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "title"), [("/disks/", "Disks")])
+@pytest.mark.parametrize(("path", "title"), [(f"/{area}/", title) for area, (title, _) in areas.NOT_YET.items()])
 def test_areas_not_available_yet_say_so(viewer: Web, path: str, title: str) -> None:
     response = viewer.get(path)
     assert response.status_code == 200
