@@ -160,9 +160,8 @@ def authenticate(store: Store, header: str, now: float | None = None) -> Credent
         raise AgentUnauthorized("wrong or unknown")
     if row["state"] != "active":
         raise AgentUnauthorized("revoked")
-    with store.write() as db:
-        db.execute(
-            "UPDATE agent_credentials SET last_seen_at = ? WHERE id = ?",
-            (time.time() if now is None else now, agent_id),
-        )
+    at = time.time() if now is None else now
+    if row["last_seen_at"] is None or at - row["last_seen_at"] > 60:  # not a database write per request
+        with store.write() as db:
+            db.execute("UPDATE agent_credentials SET last_seen_at = ? WHERE id = ?", (at, agent_id))
     return _credential(row)

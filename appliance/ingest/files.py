@@ -130,6 +130,38 @@ class Area:
         os.replace(part, self.staged(digest))
         return written
 
+    def receive_pack(self, body: bytes, encoding: str) -> list[str]:
+        """Several small contents in one message: ``hash (64 hex) | size (8 bytes, big-endian) | content``,
+        repeated; the whole optionally zstd. Every item is verified before any is staged."""
+        if encoding == "zstd":
+            try:
+                body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_PART)
+            except zstandard.ZstdError as exc:
+                raise ProtocolError(f"the zstd pack is damaged ({exc})") from exc
+        elif encoding not in ("", "identity"):
+            raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+        if len(body) > MAX_PART:
+            raise ProtocolError(f"a pack holds at most {MAX_PART} bytes")
+        items: list[tuple[str, bytes]] = []
+        pos = 0
+        while pos < len(body):
+            if pos + 72 > len(body):
+                raise ProtocolError("a pack item is cut short")
+            digest = manifest.check_hash(body[pos : pos + 64].decode("ascii", "replace"))
+            size = int.from_bytes(body[pos + 64 : pos + 72], "big")
+            data = body[pos + 72 : pos + 72 + size]
+            if len(data) != size:
+                raise ContentMismatch(digest[:12] + "…", f"{len(data)} bytes arrived, {size} were announced")
+            if blake3.blake3(data).hexdigest() != digest:
+                raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")
+            items.append((digest, data))
+            pos += 72 + size
+        for digest, data in items:
+            tmp = self.tmp / secrets.token_hex(8)
+            tmp.write_bytes(data)
+            os.replace(tmp, self.staged(digest))
+        return [d for d, _ in items]
+
     def gather(self, entries: list[Entry], base: list[Entry]) -> list[str]:
         """Stage every content the manifest needs that is only in the tree; returns the hashes still missing."""
         sources: dict[str, list[str]] = {}
@@ -166,6 +198,10 @@ class Area:
         wanted = {e.path: e for e in entries}
         old = {e.path: e for e in base}
         self._remove_unwanted(wanted)
+        uses: dict[str, int] = {}
+        for e in entries:
+            if e.type == "f" and not _unchanged(_lstat(self.root / e.path), e, old.get(e.path)):
+                uses[e.hash] = uses.get(e.hash, 0) + 1
         for e in entries:  # sorted: a parent comes before its children
             path = self.root / e.path
             if not _inside_tree(self.root, path.parent):
@@ -180,20 +216,15 @@ class Area:
                     os.symlink(e.target, tmp)
                     os.replace(tmp, path)
             else:
-                prev = old.get(e.path)
-                unchanged = (
-                    current is not None
-                    and stat.S_ISREG(current.st_mode)
-                    and prev is not None
-                    and prev.type == "f"
-                    and prev.hash == e.hash
-                    and current.st_size == e.size
-                    and current.st_mtime_ns == prev.mtime_ns
-                )
+                unchanged = _unchanged(current, e, old.get(e.path))
                 if not unchanged:
-                    tmp = self.tmp / secrets.token_hex(8)
-                    shutil.copyfile(self.staged(e.hash), tmp)
-                    os.replace(tmp, path)
+                    uses[e.hash] -= 1
+                    if uses[e.hash] == 0:  # its last use: moved, not copied (a rerun finds it in the tree)
+                        os.replace(self.staged(e.hash), path)
+                    else:
+                        tmp = self.tmp / secrets.token_hex(8)
+                        shutil.copyfile(self.staged(e.hash), tmp)
+                        os.replace(tmp, path)
             if e.type != "d":
                 _set_meta(path, e)
         for e in reversed(entries):  # directories last, deepest first: writing inside changes their mtime
@@ -236,6 +267,19 @@ class Area:
         for d in (self.staging, self.tmp):
             shutil.rmtree(d)
             d.mkdir(mode=0o700)
+
+
+def _unchanged(current: os.stat_result | None, e: Entry, prev: Entry | None) -> bool:
+    """The tree already holds this file's content (as of the last commit): only metadata may need setting."""
+    return (
+        current is not None
+        and stat.S_ISREG(current.st_mode)
+        and prev is not None
+        and prev.type == "f"
+        and prev.hash == e.hash
+        and current.st_size == e.size
+        and current.st_mtime_ns == prev.mtime_ns
+    )
 
 
 def _lstat(path: Path) -> os.stat_result | None:

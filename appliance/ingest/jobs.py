@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -36,12 +37,20 @@ def _job(row: Any) -> Job:
     )
 
 
+_MOUNTS: dict[str, Path] = {}  # per process: a dataset's mount directory, checked to be still mounted
+
+
 def files_area(store: Store, zfs: ZfsHost, client: Client) -> Area:
-    ds = datasets.get_dataset(zfs, client.area_dataset("files"))
+    name = client.area_dataset("files")
+    known = _MOUNTS.get(name)
+    if known is not None and os.path.ismount(known):
+        return Area(known)
+    ds = datasets.get_dataset(zfs, name)
     if not ds.mounted:
         datasets.mount(zfs, ds.name)
         ds = datasets.get_dataset(zfs, ds.name)
     assert ds.mountpoint is not None
+    _MOUNTS[name] = Path(ds.mountpoint)
     return Area(Path(ds.mountpoint))
 
 

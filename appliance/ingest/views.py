@@ -130,6 +130,18 @@ def content(job_id: str, digest: str) -> Any:
     return jsonify({"hash": digest, "received": held, "complete": final})
 
 
+@bp.put("/jobs/<job_id>/pack")
+@requires(PUBLIC)
+def pack(job_id: str) -> Any:
+    cred = _agent()
+    store = state.store()
+    job = jobs.get_job(store, cred, job_id, open_only=True)
+    area = jobs.files_area(store, state.zfs(), jobs.active_client(store, cred))
+    staged = area.receive_pack(request.get_data(cache=False), request.headers.get("Content-Encoding", ""))
+    jobs.add_sent(store, job, request.content_length or 0)
+    return jsonify({"staged": staged})
+
+
 @bp.post("/jobs/<job_id>/commit")
 @requires(PUBLIC)
 def commit(job_id: str) -> Any:
