@@ -98,3 +98,5 @@ def test_offsite_story(tab: OffsiteTab, appliance: Appliance, tmp_path: Path) ->
         assert page.locator("#offsite-acme-usb svg").count() == 1
         tab.shot("4-verified")
         assert any(p.name == "config" for p in usb.iterdir())
+        # the product's own removal (it also takes down the share's Previous Versions clones)
+        appliance.cli("client", "remove", "acme", "--destroy-data", "--confirm", "acme")
