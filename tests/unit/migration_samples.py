@@ -358,6 +358,17 @@ _OFFSITE_ROWS = [
     Row("offsite_backlog_samples", {"client": "acme", "target": "usb", "at": 14.0, "pending_bytes": 100}),
 ]  # fmt: skip
 
+_DISK_ROWS = [
+    Row("disk_smart", {"disk_key": "wwn:0x5000cca37fca81a8", "name": "sdc", "node": "/dev/sdc", "model": "Hitachi",
+                       "serial": "MSK423Y20S3HBC", "protocol": "ATA", "verdict": "failing", "reasons": "[]",
+                       "temperature": 25, "power_on_hours": 65592, "exit_status": 216, "report": "{}",
+                       "checked_at": 15.0}),
+    Row("disk_smart_samples", {"disk_key": "wwn:0x5000cca37fca81a8", "at": 15.0, "verdict": "failing",
+                               "temperature": 25, "counters": '{"5": 1975}'}),
+    Row("disk_selftests", {"id": 1, "disk_key": "wwn:0x5000cca37fca81a8", "node": "/dev/sdc", "kind": "long",
+                           "started_at": 16.0, "started_by": "schedule", "error": None}),
+]  # fmt: skip
+
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
@@ -366,4 +377,5 @@ SAMPLES: dict[int, list[Row]] = {
     4: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS],
     5: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS],
     6: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS],
+    8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_DISK_ROWS],
 }
