@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli.common import add_command, add_group, print_json
-from appliance.disks import inventory, smart, smartctl
+from appliance.cli.common import add_command, add_group, open_store, print_json
+from appliance.disks import inventory, overview, smart, smartctl
 from appliance.disks.verdict import judge
-from appliance.system.errors import InvalidInput, NotFound, UnexpectedOutput
+from appliance.system import settings
+from appliance.system.errors import BulwarkError, InvalidInput, NotFound, UnexpectedOutput
 from appliance.system.paths import Paths
 from appliance.system.runner import local_runner
 from appliance.zfs import units
+from appliance.zfs.host import ZfsHost
 
 MAX_REPORT_BYTES = 16 * 1024 * 1024
 
@@ -97,16 +99,36 @@ def cmd_show(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _rows(paths: Paths) -> list[dict[str, Any]]:
+    """The inventory; on an initialized appliance with pool membership and the last SMART verdicts too."""
+    if not paths.is_initialized():
+        return [{**d.to_dict(), "smart": None} for d in inventory.scan()]
+    store = open_store(paths)
+    try:
+        config = settings.load(store)
+        try:
+            zfs = ZfsHost.detect(local_runner()) if config is not None else None
+        except BulwarkError:
+            zfs = None
+        return overview.disks(store, zfs, config.pool.name if config else None)
+    finally:
+        store.close()
+
+
 def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
-    disks = inventory.scan()
+    rows = _rows(paths)
     if args.json:
-        print_json([d.to_dict() for d in disks])
+        print_json(rows)
         return 0
-    print(f"{'NAME':<10} {'SIZE':>9} {'KIND':<7} {'MODEL':<28} {'SERIAL':<20} POOL")
-    for d in disks:
-        pool = f"{d.pool.pool}/{d.pool.vdev}" if d.pool else "-"
-        size = units.format_size(d.size_bytes) if d.size_bytes else "-"
-        print(f"{d.name:<10} {size:>9} {d.kind:<7} {d.model or '-':<28} {d.serial or '-':<20} {pool}")
+    print(f"{'NAME':<10} {'SIZE':>9} {'KIND':<7} {'MODEL':<28} {'SERIAL':<20} {'POOL':<20} SMART")
+    for d in rows:
+        pool = f"{d['pool']['pool']}/{d['pool']['vdev']}" if d["pool"] else "-"
+        size = units.format_size(d["size_bytes"]) if d["size_bytes"] else "-"
+        verdict = d["smart"]["verdict"] if d["smart"] else "no SMART" if d["kind"] == "loop" else "not read"
+        print(
+            f"{d['name']:<10} {size:>9} {d['kind']:<7} {d['model'] or '-':<28} {d['serial'] or '-':<20} "
+            f"{pool:<20} {verdict}"
+        )
     return 0
 
 

@@ -158,3 +158,25 @@ def test_cli_check_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "not the JSON output of 'smartctl -j'" in err and "smartctl -j -x DEVICE" in err
     assert main(["disk", "check", "--smartctl-json", str(tmp_path / "missing.json")]) != 0
     assert main(["disk", "check"]) == InvalidInput.exit_status
+
+
+def test_cli_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.disks import inventory
+
+    assert main(["disk", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in listed] == [d.name for d in inventory.scan()]
+    for row in listed:
+        assert {
+            "name",
+            "node",
+            "model",
+            "serial",
+            "wwn",
+            "size_bytes",
+            "rotational",
+            "by_id",
+            "by_path",
+            "pool",
+        } <= set(row)
+        assert row["node"] == f"/dev/{row['name']}"
