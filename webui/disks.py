@@ -64,3 +64,6 @@ def self_test(disk: str) -> Response:
     job_id = base.submit(state.store(), "disk.selftest", {"device": found.node, "kind": kind}, created_by=state.actor())
     state.audit("disk.self_test", disk, kind=kind, job=job_id)
     return redirect(url_for("jobs.show", job_id=job_id))
+
+
+from webui import disk_replace  # noqa: E402, F401  (the replacement wizard's routes, on this blueprint)

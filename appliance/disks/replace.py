@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from appliance.disks import bays, inventory
@@ -61,10 +62,35 @@ def check_choice(
     return match
 
 
+def in_use(disk: Disk, sys_block: Path = Path("/sys/block"), mounts: Path = Path("/proc/mounts")) -> str:
+    """Why a disk must not be offered as a replacement ('' when it is free): partitions, holders, mounts."""
+    base = sys_block / disk.name
+    try:
+        parts = [p.name for p in base.iterdir() if p.name.startswith(disk.name)]
+        holders = [p.name for p in (base / "holders").iterdir()]
+    except OSError:
+        parts, holders = [], []
+    if parts:
+        return f"it has partitions ({', '.join(sorted(parts))})"
+    if holders:
+        return f"it is held by {', '.join(sorted(holders))}"
+    try:
+        mounted = [line.split()[0] for line in mounts.read_text().splitlines() if line.strip()]
+    except OSError:
+        mounted = []
+    if disk.node in mounted:
+        return "it is mounted"
+    return ""
+
+
 def candidates(disks: list[Disk], pool_status: PoolStatus) -> list[Disk]:
-    """Disks that could take a failed disk's place: not in the pool, not partitions of a pool disk."""
+    """Disks that could take a failed disk's place: not in the pool, not partitioned, held or mounted."""
     leaves = leaf_names(pool_status)
-    return [d for d in disks if d.pool is None and not any(_same(d.node, leaf) for leaf in leaves)]
+    return [
+        d
+        for d in disks
+        if d.pool is None and not any(_same(d.node, leaf) for leaf in leaves) and d.size_bytes and not in_use(d)
+    ]
 
 
 def zpool_replace(zfs: ZfsHost, pool: str, old: str, new: str) -> None:

@@ -268,6 +268,7 @@ def test_the_table_is_the_one_agreed() -> None:
         "remote.switch": ["admin"],
         "keys.manage": ["admin"],
         "offsite.manage": ["admin"],
+        "disks.replace": ["admin"],
     }
 
 
