@@ -82,6 +82,7 @@ def cmd_configure(args: argparse.Namespace, paths: Paths) -> int:
             port=args.port,
             alert_after=args.alert_after,
             host_key=args.host_key,
+            listen_port=args.listen_port,
         )
         store.audit(ACTOR, "tunnel.configure", cfg.destination(), remote_port=cfg.remote_port)
         try:
@@ -244,6 +245,11 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=port, default=tunnel_config.DEFAULT_SSH_PORT, help="its SSH port (default 22)")
     p.add_argument("--user", required=True, help="the user on the jump host that holds the appliance's key")
     p.add_argument("--remote-port", type=_remote_port, required=True, help="the jump host port leading here")
+    p.add_argument(
+        "--listen-port",
+        type=port,
+        help=f"the web UI's loopback port the tunnel leads to (default {tunnel_config.DEFAULT_LOCAL_PORT})",
+    )
     p.add_argument("--alert-after", type=_duration, help="alert when down this long (e.g. 15m; default 15m)")
     pin = p.add_mutually_exclusive_group()
     pin.add_argument("--host-key", help="the jump host's key, pasted ('ssh-ed25519 AAAA…')")

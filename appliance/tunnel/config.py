@@ -110,14 +110,18 @@ def configure(
     remote_port: int,
     port: int = DEFAULT_SSH_PORT,
     alert_after: int | None = None,
+    listen_port: int | None = None,
 ) -> TunnelConfig:
-    """Set the jump host (validated). A new host or port forgets the pinned key: it must be confirmed again."""
+    """Set the jump host (validated). A new host or port forgets the pinned key: it must be confirmed again.
+    ``listen_port`` chooses the web UI's tunnel listener (default: the one set already, else 8444)."""
     host = check_host(host)
     user = check_user(user)
     check_remote_port(remote_port)
     settings.check_port(port)
     if alert_after is not None:
         check_alert_after(alert_after)
+    if listen_port is not None:
+        check_listen_port(store, listen_port)
     current = load(store)
     if current is None:
         new = TunnelConfig(host=host, user=user, remote_port=remote_port, port=port)
@@ -134,8 +138,20 @@ def configure(
         )
     if alert_after is not None:
         new = replace(new, alert_after=alert_after)
+    if listen_port is not None:
+        settings.update(store, tunnel_listen_port=listen_port)
     ensure_local_listener(store)
     return save(store, new)
+
+
+def check_listen_port(store: Store, port: int) -> int:
+    """The tunnel listener's port: a valid port that is not the web UI's own (the listener marks every request
+    arriving on it as remote)."""
+    settings.check_port(port)
+    appliance = settings.load(store)
+    if appliance is not None and port == appliance.web_port:
+        raise InvalidInput(f"the tunnel listener cannot be the web UI's port {port}; choose another port")
+    return port
 
 
 def ensure_local_listener(store: Store) -> int:

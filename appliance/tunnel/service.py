@@ -53,15 +53,24 @@ def configure(
     port: int = tunnel_config.DEFAULT_SSH_PORT,
     alert_after: int | None = None,
     host_key: str | None = None,
+    listen_port: int | None = None,
 ) -> TunnelConfig:
     """Save the jump host, make the appliance's key pair if it has none, and pin ``host_key`` if one is pasted.
     Everything is validated before anything is written."""
     tunnel_config.check_host(host)
     tunnel_config.check_user(user)
     pasted = keys.parse_public_key(host_key) if host_key else None
+    if listen_port is not None:
+        tunnel_config.check_listen_port(store, listen_port)
     keys.ensure_key_pair(paths, runner, key_comment(store))
     cfg = tunnel_config.configure(
-        store, host=host, user=user, remote_port=remote_port, port=port, alert_after=alert_after
+        store,
+        host=host,
+        user=user,
+        remote_port=remote_port,
+        port=port,
+        alert_after=alert_after,
+        listen_port=listen_port,
     )
     if pasted is not None:
         cfg = tunnel_config.update(store, host_key=pasted.bare(), pending_host_key=None)
