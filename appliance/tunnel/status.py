@@ -53,6 +53,8 @@ def report(store: Store, paths: Paths, *, now: float | None = None, probe: bool 
         hint = "Start the appliance ('bulwark run' or the bulwarkd service)."
     elif state == "disabled" or at - st.updated_at > STALE:
         state = "connecting"  # enabled a moment ago: bulwarkd has not picked it up yet
+    if state == "connected":  # the last error belongs to the time before: the events keep it
+        last_error = hint = None
     has_key = keys.has_key_pair(paths)
     pubkey = keys.public_key(paths) if has_key else None
     switch = tunnel_config.remote_switch(store)
@@ -65,7 +67,7 @@ def report(store: Store, paths: Paths, *, now: float | None = None, probe: bool 
         "down_since": st.down_since if state in ("down", "connecting") else None,
         "last_error": last_error,
         "last_error_hint": hint,
-        "last_error_at": st.last_error_at,
+        "last_error_at": st.last_error_at if last_error else None,
         "blocked": st.blocked if state == "down" else None,
         "reconnects": st.reconnects,
         "failures_in_a_row": st.attempts,
