@@ -26,6 +26,7 @@ from appliance.jobs import queue
 from appliance.jobs.worker import Worker
 from appliance.reports import history
 from appliance.reports import schedule as report_schedule
+from appliance.samba import tasks as smb_tasks
 from appliance.store import Store
 from appliance.system.errors import BulwarkError
 from appliance.system.paths import Paths
@@ -81,6 +82,7 @@ class Daemon:
             PeriodicTask("disks.inventory", 60.0, self.refresh_disks),
             PeriodicTask("disks.smart", 1800.0, self.poll_smart),
             PeriodicTask("disks.selftests", 3600.0, self.run_selftests),
+            *(PeriodicTask(n, i, f) for n, i, f in smb_tasks.periodic(self.store, self.zfs, self.runner)),
         ]
 
     def refresh_disks(self) -> None:

@@ -18,6 +18,7 @@ from types import FrameType
 
 from appliance import provision
 from appliance.daemon import Daemon
+from appliance.samba.supervise import SmbSupervisor
 from appliance.store import Store
 from appliance.system import settings
 from appliance.system.errors import BulwarkError, Busy
@@ -145,8 +146,10 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
     old_term = signal.signal(signal.SIGTERM, on_signal)
     daemon = Daemon(store=store, zfs=zfs, pool_name=config.pool.name, runner=runner)
     web: Service | None = None
+    smb = SmbSupervisor(store, zfs, runner, paths.log_dir / "smbd.log")
     try:
         daemon.start()
+        smb.start()  # a failure is an alert; the rest of the appliance runs on
         web = start_web(runner, paths, web_opts)
         if not wait_until_listening(web_opts.port, web):
             raise WebFailed(1, 30)
@@ -163,6 +166,7 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
             )
         restarts: list[float] = []
         while not stop.wait(0.5):
+            smb.check()
             if (wanted := _tunnel_listener_changed(store, web_opts)) is not None:
                 log.info("the tunnel listener is now port %s: restarting the web server", wanted)
                 web.stop(timeout=15)
@@ -180,6 +184,7 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
     finally:
         if web is not None:
             web.stop(timeout=15)
+        smb.stop()
         daemon.stop()
         store.close()
         with contextlib.suppress(FileNotFoundError):

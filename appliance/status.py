@@ -9,6 +9,7 @@ from appliance import provision
 from appliance.daemon import daemon_state
 from appliance.disks import pool as pool_service
 from appliance.jobs import queue
+from appliance.samba import supervise as smb
 from appliance.store import Store
 from appliance.system.errors import BulwarkError
 from appliance.system.paths import Paths
@@ -26,6 +27,7 @@ def report(paths: Paths, store: Store, runner: Runner, zfs: ZfsHost | None = Non
         "web": {"port": config.web_port},
         "daemon": daemon_state(store),
         "jobs": queue.counts(store),
+        "smb": smb.state(store),
     }
     if zfs is None:
         if not service.kernel_zfs_loaded() and not service.responding(runner):

@@ -56,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         reports,
         settings,
         setup,
+        smb,
         storage,
     )
     from webui import alerts as alert_pages
@@ -82,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         offsite.bp,
         disks.bp,
         agent_ingest.bp,
+        smb.bp,
         *areas.blueprints,
     ):
         app.register_blueprint(blueprint)

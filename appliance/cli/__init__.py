@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 import appliance
-from appliance.cli import alerts, clients, core, disks, jobs, offsite, reports, restore, snapshots, tunnel, users
+from appliance.cli import alerts, clients, core, disks, jobs, offsite, reports, restore, smb, snapshots, tunnel, users
 from appliance.cli.common import Handler
 from appliance.system import logs
 from appliance.system.errors import BulwarkError
 from appliance.system.paths import Paths
 
-AREAS = (core, jobs, users, clients, snapshots, restore, alerts, reports, tunnel, offsite, disks)
+AREAS = (core, jobs, users, clients, snapshots, restore, alerts, reports, tunnel, offsite, disks, smb)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -235,6 +235,9 @@ def register(sub: Any) -> None:
     p.add_argument("--confirm", metavar="NAME", help="with --destroy-data: the client's name, typed again")
     p.add_argument("--json", action="store_true")
     register_client_commands(client)
+    from appliance.cli.smb import register_client_commands as smb_client_commands  # (smb imports this module)
+
+    smb_client_commands(client)
     p = add_command(client, "reattach", cmd_reattach, "bring a removed client (or one found on the pool) back")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")

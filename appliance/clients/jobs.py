@@ -89,10 +89,15 @@ class SnapshotJob:
         client = _active_client(ctx.store, params["client"])
         found = points.scan(ctx.zfs, client)
         planned: dict[str, str] = params.get("planned") or {}
-        if not planned and params["source"] != "schedule" and client.kind in ("smb", "both"):
+        writing: list[str] = params.get("open_for_writing") or []
+        if not planned and client.kind in ("smb", "both"):
             from appliance.samba import activity  # never a point of a share while a file is open for writing
 
-            activity.refuse_if_writing(ctx.store, ctx.zfs, local_runner(), client)
+            if params["source"] != "schedule":
+                activity.refuse_if_writing(ctx.store, ctx.zfs, local_runner(), client)
+            else:  # the schedule takes it anyway, and the point is marked
+                writing = activity.writing_now(ctx.store, ctx.zfs, local_runner(), client)
+                ctx.remember(open_for_writing=writing)
         if not planned:
             planned = self._plan(client, found, params["source"], params["areas"])
             ctx.remember(planned=planned)  # durably, before any snapshot exists
@@ -120,6 +125,11 @@ class SnapshotJob:
                     job_id=ctx.job.id,
                 )
                 taken.append(point.id)
+                if area == "share" and writing:
+                    from appliance.samba import activity
+
+                    activity.mark_open_files(ctx.zfs, point.snapshot, writing)
+                    ctx.log(f"{point.id} taken while files were open for writing: {', '.join(writing[:5])}")
                 lock = f", locked until {points.iso(point.locked_until)}" if point.locked_until else ""
                 ctx.log(f"took {point.id}{lock}")
             ctx.progress(i + 1, len(planned), point.id, force=True)

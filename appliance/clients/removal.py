@@ -59,6 +59,9 @@ def destroy_client(store: Store, zfs: ZfsHost, name: str, *, confirm: str, by: s
     if pinned or locked:
         raise ProtectedPointsExist(name, pinned, locked)
     browse.close_client_sessions(store, zfs, name)
+    from appliance.samba import versions  # its Previous Versions clones depend on its share's points
+
+    versions.remove_all(zfs, client)
     if timeline or datasets.exists(zfs, client.dataset):
         datasets.destroy(zfs, client.dataset, recursive=True)
     service.delete_row(store, name)

@@ -31,6 +31,7 @@ log = logging.getLogger("bulwark.samba.activity")
 
 WRITE_BITS = ("WRITE_DATA", "APPEND_DATA", "DELETE", "WRITE_EA", "WRITE_ATTRIBUTES")
 QUIET_KEY = "smb.quiet."
+P_OPEN_FILES = "bulwark:open-for-writing"
 MAX_WALK = 100_000
 
 
@@ -86,14 +87,33 @@ def open_on(files: list[OpenFile], path: str) -> list[OpenFile]:
     return [f for f in files if f.share_path == path or f.share_path.startswith(path.rstrip("/") + "/")]
 
 
+def writing_now(store: Store, zfs: ZfsHost, runner: Runner, client: Client) -> list[str]:
+    """The files of ``client``'s share open for writing now (sorted names)."""
+    if not shares.has_share(client):
+        return []
+    path = shares.share_path(zfs, client)
+    return sorted({f.name for f in open_on(open_files(runner, shares.layout(store)), path) if f.writing})
+
+
 def refuse_if_writing(store: Store, zfs: ZfsHost, runner: Runner, client: Client) -> None:
     """Raise :class:`FilesOpenForWriting` if a file of ``client``'s share is open for writing now."""
-    if not shares.has_share(client):
-        return
-    path = shares.share_path(zfs, client)
-    busy = [f.name for f in open_on(open_files(runner, shares.layout(store)), path) if f.writing]
+    busy = writing_now(store, zfs, runner, client)
     if busy:
-        raise FilesOpenForWriting(client.name, ", ".join(sorted(busy)[:5]))
+        raise FilesOpenForWriting(client.name, ", ".join(busy[:5]))
+
+
+def mark_open_files(zfs: ZfsHost, snapshot: str, names: list[str]) -> None:
+    """Mark a point the schedule took while files were open for writing (it may hold a half-written backup)."""
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    properties.set_properties(zfs, snapshot, {P_OPEN_FILES: shown[:1000]})
+
+
+def open_files_marks(zfs: ZfsHost, client: Client) -> dict[str, str]:
+    """Snapshot name -> files that were open for writing, for the share's marked points."""
+    ds = client.area_dataset("share")
+    found = properties.get(zfs, [ds], (P_OPEN_FILES,), depth=1)
+    marks = {name: props.get(P_OPEN_FILES) for name, props in found.items() if "@" in name}
+    return {name: prop.value for name, prop in marks.items() if prop is not None and prop.is_set}
 
 
 def trigger(store: Store, zfs: ZfsHost, runner: Runner, name: str, *, by: str) -> int:
@@ -127,7 +147,8 @@ def fingerprint(zfs: ZfsHost, client: Client) -> list[int]:
     return [referenced, count, newest]
 
 
-def _state(store: Store, name: str) -> dict[str, Any]:
+def quiet_state(store: Store, name: str) -> dict[str, Any]:
+    """The quiet-share trigger's memory of a share: its last fingerprint, when it changed, what was pointed."""
     raw = store.get_setting(QUIET_KEY + name)
     return raw if isinstance(raw, dict) else {}
 
@@ -160,7 +181,7 @@ class QuietWatcher:
 
     def _check(self, client: Client, files: list[OpenFile], quiet: int, at: float) -> int | None:
         fp = fingerprint(self.zfs, client)
-        state = _state(self.store, client.name)
+        state = quiet_state(self.store, client.name)
         if not state:  # first sight: what is there now is the baseline
             _remember(self.store, client.name, fp, at)
             return None

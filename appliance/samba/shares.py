@@ -135,6 +135,20 @@ def ensure_accounts(store: Store, zfs: ZfsHost, runner: Runner) -> None:
             os.chmod(path, 0o700)
 
 
+def prune_accounts(store: Store, runner: Runner) -> list[str]:
+    """Remove the SMB accounts (behind this appliance's prefix) of clients that no longer have a share."""
+    lay = layout(store)
+    if not lay.conf.exists():
+        return []
+    prefix = load_settings(store).account_prefix
+    wanted = {accounts.account_name(c.name, prefix) for c in service.list_clients(store) if has_share(c)}
+    stale = sorted(a for a in accounts.listed(runner, lay) if a.startswith(prefix) and a not in wanted)
+    for name in stale:
+        accounts.remove(runner, lay, name)
+        log.info("removed SMB account %s (its client has no share any more)", name)
+    return stale
+
+
 def apply(store: Store, zfs: ZfsHost, runner: Runner) -> bool:
     """Make smb.conf and the accounts match the data, and tell a running smbd. Returns whether smb.conf changed."""
     ensure_accounts(store, zfs, runner)
@@ -142,6 +156,7 @@ def apply(store: Store, zfs: ZfsHost, runner: Runner) -> bool:
     changed = server.install(runner, lay, config_text(store, zfs))
     if changed:
         server.reload(lay)
+        prune_accounts(store, runner)
     return changed
 
 

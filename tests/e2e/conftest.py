@@ -110,6 +110,12 @@ def running_appliance(tmp: Path, *, pool_file_size: str = "512M") -> Iterator[Ap
         timeout=120,
     )
     info = json.loads(init.out)
+    smb_prefix = f"{pool}-"  # SMB: a free loopback port, and Unix accounts this test can find and remove
+    runner.run(
+        [BULWARK, "--data-dir", str(data_dir), "smb", "configure", "--port", str(free_port()),
+         "--interface", "127.0.0.1", "--account-prefix", smb_prefix],
+        timeout=60,
+    )  # fmt: skip
     log = tmp / "run.log"
     service = None
     try:
@@ -124,6 +130,9 @@ def running_appliance(tmp: Path, *, pool_file_size: str = "512M") -> Iterator[Ap
     finally:
         if service is not None and service.poll() is None:
             service.stop(timeout=30, sig=signal.SIGINT)
+        for user in Path("/etc/passwd").read_text().splitlines():
+            if user.startswith(smb_prefix):
+                runner.run(["userdel", user.split(":", 1)[0]], ok_codes=range(256))
         for attempt in range(1, 21):  # zfs-fuse may find the pool busy while its mounts settle
             if runner.run(["zpool", "destroy", "-f", pool], ok_codes=range(256)).returncode == 0:
                 break

@@ -94,7 +94,7 @@ def clients_removed_afterwards(appliance: Appliance) -> Iterator[None]:
         yield
     finally:
         runner = local_runner()
-        for dataset in (f"{appliance.pool}/browse", f"{appliance.pool}/clients"):
+        for dataset in (f"{appliance.pool}/previous-versions", f"{appliance.pool}/browse", f"{appliance.pool}/clients"):
             for attempt in range(1, 41):  # holds first: a pinned point refuses to go
                 listed = runner.run(
                     ["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset], ok_codes=range(256)

@@ -121,7 +121,15 @@ def test_no_point_while_a_file_is_open_for_writing(smb_env: SmbEnv) -> None:  # 
         done = smb_env.env.run_jobs()
         assert done[0].state in ("queued", "failed")  # retried later (the refusal is retryable)
         assert "open for writing" in str(done[0].error)
-    assert points.list_points(smb_env.store, smb_env.env.zfs, "acme") == []
+        assert points.list_points(smb_env.store, smb_env.env.zfs, "acme") == []
+        # The schedule takes its point regardless, and the point says so.
+        jobs.submit_snapshot(smb_env.store, "acme", by="schedule", source="schedule", areas=["share"])
+        scheduled = [j for j in smb_env.env.run_jobs() if j.kind == jobs.SNAPSHOT and j.state == "succeeded"]
+        assert len(scheduled) == 1
+    (point,) = points.list_points(smb_env.store, smb_env.env.zfs, "acme")
+    assert point.source == "schedule"
+    client = service.get_client(smb_env.store, "acme")
+    assert activity.open_files_marks(smb_env.env.zfs, client) == {point.snapshot: "running.vbk"}
 
 
 def test_quiet_share_gets_a_point(smb_env: SmbEnv) -> None:  # noqa: F811

@@ -339,6 +339,8 @@ OWN_MODULES += ("/api/v1/tunnel",)
 OWN_MODULES += ("/api/v1/offsite",)
 # Disks (SMART through a replaying smartctl): tests/unit/disks/test_web.py.
 OWN_MODULES += ("/api/v1/disks",)
+# SMB shares (a real smbd under bulwark run): tests/e2e/test_smb_flow.py.
+OWN_MODULES += ("/api/v1/smb",)
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:

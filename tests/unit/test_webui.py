@@ -1208,6 +1208,14 @@ CSRF_CASES = [
     ("/disks/<disk>/test", "POST"),
     ("/api/v1/disks/<disk>/smart", "POST"),
     ("/api/v1/disks/<disk>/selftest", "POST"),
+    ("/smb/settings", "POST"),
+    ("/smb/clients/<string(maxlength=32):name>/password", "POST"),
+    ("/smb/clients/<string(maxlength=32):name>/share", "POST"),
+    ("/smb/clients/<string(maxlength=32):name>/trigger", "POST"),
+    ("/api/v1/smb/settings", "PATCH"),
+    ("/api/v1/clients/<string(maxlength=32):name>/smb", "PATCH"),
+    ("/api/v1/clients/<string(maxlength=32):name>/smb/password", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/smb/trigger", "POST"),
 ]
 
 # What each form would send (it would change something if the token were there).

@@ -102,6 +102,7 @@ def init_app(app: Flask) -> None:
         routes_disks,
         routes_jobs,
         routes_offsite,
+        routes_smb,
         routes_system,
         routes_tunnel,
         routes_users,
