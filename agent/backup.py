@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from agent.transport import AgentError, Connection
 PART = 8 * 1024 * 1024
 PACK_ITEM = 1024 * 1024  # contents up to this size travel in packs
 PACK_BYTES = 8 * 1024 * 1024
+DELTA_MAX = 12 * 1024 * 1024  # more changed blocks than this: the whole content is sent
 
 
 @dataclass
@@ -57,6 +59,30 @@ def _send(conn: Connection, job: str, digest: str, local: str, size: int, start:
             progress(len(data))
             if final:
                 return sent
+
+
+def _changed_blocks(old: str, new: str) -> list[int]:
+    w = 32
+    return [i for i in range(len(new) // w) if new[i * w : (i + 1) * w] != old[i * w : (i + 1) * w]]
+
+
+def _send_delta(conn: Connection, job: str, entry: dict[str, Any], local: str, changed: list[int]) -> int:
+    """Only the changed 1 MiB blocks of a large file; the appliance rebuilds it from its previous version."""
+    parts = []
+    with open(local, "rb") as fh:
+        for index in changed:
+            fh.seek(index * scan.CHUNK)
+            data = fh.read(scan.CHUNK)
+            parts.append(index.to_bytes(8, "big") + len(data).to_bytes(4, "big") + data)
+    body = b"".join(parts)
+    headers = {"Bulwark-Size": str(entry["size"]), "Content-Type": "application/octet-stream"}
+    packed = zstandard.ZstdCompressor(level=1).compress(body)
+    if len(packed) < len(body) * 0.9:
+        body = packed
+        headers["Content-Encoding"] = "zstd"
+    base = urllib.parse.quote(entry["path"])
+    conn.request("PUT", f"/jobs/{job}/delta/{entry['hash']}?base={base}", raw=body, headers=headers)
+    return len(body)
 
 
 def _send_packs(conn: Connection, job: str, items: list[tuple[str, str, int]], progress: Any) -> int:
@@ -122,10 +148,27 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
                 sys.stderr.write(f"\rsending {done[0] / 1e6:.1f} of {total / 1e6:.1f} MB ({pct:.0f}%)")
                 sys.stderr.flush()
 
+        base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
         sent = 0
+        deltas = {}
+        for e in found.entries:
+            if e["type"] == "f" and e["hash"] in missing and e.get("blocks") and e["path"] in base:
+                changed = _changed_blocks(base[e["path"]]["blocks"], e["blocks"])
+                if len(changed) * scan.CHUNK <= DELTA_MAX:
+                    deltas[e["hash"]] = (e, changed)
+        delivered = set()
+        for digest, (e, changed) in deltas.items():
+            try:
+                sent += _send_delta(conn, job, e, found.local[e["path"]], changed)
+            except AgentError as exc:  # the previous version is gone on the appliance: send it whole below
+                if exc.code != "protocol_error":
+                    raise
+                continue
+            delivered.add(digest)
+            progress(by_hash[digest][1] - partial.get(digest, 0))
         small = [d for d in missing if by_hash[d][1] <= PACK_ITEM and d not in partial]
         for digest in missing:
-            if digest not in small:
+            if digest not in small and digest not in delivered:
                 local, size = by_hash[digest]
                 sent += _send(conn, job, digest, local, size, partial.get(digest, 0), progress)
         sent += _send_packs(conn, job, [(d, *by_hash[d]) for d in small], progress)

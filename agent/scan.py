@@ -12,15 +12,20 @@ from typing import Any
 
 import blake3
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # also the block of deltas
+DELTA_MIN = 16 * 1024 * 1024  # files this large also get a hash per block, so a change sends only its blocks
 
 
-def hash_file(path: str | Path) -> str:
+def hash_file(path: str | Path, with_blocks: bool = False) -> tuple[str, str]:
+    """BLAKE3 of the content and, if asked, the first 16 bytes (hex) of each 1 MiB block's BLAKE3."""
     h = blake3.blake3()
+    blocks = []
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+            if with_blocks:
+                blocks.append(blake3.blake3(chunk).hexdigest()[:32])
+    return h.hexdigest(), "".join(blocks)
 
 
 def stored_path(abs_path: str) -> str:
@@ -85,13 +90,15 @@ def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
             elif stat.S_ISREG(st.st_mode):
                 key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
                 cached = cache.get(rel)
-                if cached is not None and cached[:4] == key:
-                    digest = cached[4]
+                if cached is not None and cached[:4] == key and len(cached) == 6:
+                    digest, blocks = cached[4], cached[5]
                 else:
-                    digest = hash_file(local)
+                    digest, blocks = hash_file(local, st.st_size >= DELTA_MIN)
                     out.bytes_hashed += st.st_size
-                cache[rel] = [*key, digest]
+                cache[rel] = [*key, digest, blocks]
                 entry.update(type="f", size=st.st_size, hash=digest)
+                if blocks:
+                    entry["blocks"] = blocks
                 out.local[rel] = local
                 out.bytes_scanned += st.st_size
             else:

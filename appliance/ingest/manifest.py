@@ -14,6 +14,9 @@ RESERVED = ".bulwark"  # the appliance's own directory at the root of the files 
 MAX_ENTRIES = 5_000_000
 MAX_NAME = 255
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+_BLOCKS = re.compile(r"^(?:[0-9a-f]{32})*$")
+BLOCK = 1024 * 1024  # the block of deltas for large files
+BLOCK_HEX = 32
 TYPES = ("d", "f", "l")
 
 
@@ -28,6 +31,7 @@ class Entry:
     size: int = 0
     hash: str = ""  # blake3 hex of a file's content
     target: str = ""  # a symlink's target, stored as it is and never followed
+    blocks: str = ""  # large files: the first 16 bytes of each 1 MiB block's BLAKE3, hex, concatenated
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -41,6 +45,8 @@ class Entry:
         if self.type == "f":
             out["size"] = self.size
             out["hash"] = self.hash
+            if self.blocks:
+                out["blocks"] = self.blocks
         if self.type == "l":
             out["target"] = self.target
         return out
@@ -89,7 +95,12 @@ def parse_entry(raw: Any) -> Entry:
         "mtime_ns": _int(raw, "mtime_ns", -(2**62), 2**62),
     }
     if kind == "f":
-        return Entry(**common, size=_int(raw, "size", 0, 2**50), hash=check_hash(raw.get("hash")))
+        size = _int(raw, "size", 0, 2**50)
+        blocks = raw.get("blocks", "")
+        count = -(-size // BLOCK)
+        if not isinstance(blocks, str) or not _BLOCKS.match(blocks) or blocks and len(blocks) != count * BLOCK_HEX:
+            raise ProtocolError(f"entry {path!r}: blocks must be {BLOCK_HEX} hex digits per 1 MiB block")
+        return Entry(**common, size=size, hash=check_hash(raw.get("hash")), blocks=blocks)
     if kind == "l":
         target = raw.get("target")
         if not isinstance(target, str) or not target or "\0" in target or len(target) > 4096:

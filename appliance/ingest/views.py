@@ -142,6 +142,28 @@ def pack(job_id: str) -> Any:
     return jsonify({"staged": staged})
 
 
+@bp.put("/jobs/<job_id>/delta/<digest>")
+@requires(PUBLIC)
+def delta(job_id: str, digest: str) -> Any:
+    cred = _agent()
+    store = state.store()
+    job = jobs.get_job(store, cred, job_id, open_only=True)
+    manifest.check_hash(digest)
+    try:
+        size = int(request.headers.get("Bulwark-Size", ""))
+    except ValueError:
+        raise ProtocolError("the Bulwark-Size header must be an integer") from None
+    base_path = manifest.check_path(request.args.get("base", ""))
+    area = jobs.files_area(store, state.zfs(), jobs.active_client(store, cred))
+    base = {e.path: e for e in area.load_manifest()}.get(base_path)
+    if base is None or base.type != "f":
+        raise ProtocolError(f"{base_path!r} is not a file of the last backup; send the whole content")
+    body = request.get_data(cache=False)
+    area.receive_delta(digest, size, base, body, request.headers.get("Content-Encoding", ""))
+    jobs.add_sent(store, job, len(body))
+    return jsonify({"hash": digest, "complete": True})
+
+
 @bp.post("/jobs/<job_id>/commit")
 @requires(PUBLIC)
 def commit(job_id: str) -> Any:

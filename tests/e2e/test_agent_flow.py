@@ -120,7 +120,9 @@ def test_kill_9_mid_backup_leaves_no_point_and_the_next_run_resumes(appliance: A
     log = tmp_path / "agent.log"
     with open(log, "wb") as out:
         proc = local_runner().spawn(
-            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)], stderr=out, stdout=out,
+            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)],
+            stderr=out,
+            stdout=out,
             inherit_env=True,
         )
     try:
@@ -146,3 +148,22 @@ def test_kill_9_mid_backup_leaves_no_point_and_the_next_run_resumes(appliance: A
     agent_json(state, "restore", "--point", resumed["point"], "--to", str(out), str(src))
     assert diff_r(src, restored(out, src)).returncode == 0
     shutil.rmtree(out)
+
+
+def test_a_large_file_with_a_small_change_sends_only_its_changed_blocks(appliance: Appliance, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(appliance, "acme", state)
+    src = tmp_path / "src"
+    write(src / "vm.img", os.urandom(40 * 1024 * 1024))
+    agent_json(state, "backup", str(src))
+    with open(src / "vm.img", "r+b") as fh:  # 1 MiB changed across two blocks, and the file grows
+        fh.seek(10 * 1024 * 1024 + 4096)
+        fh.write(os.urandom(1024 * 1024))
+        fh.seek(0, 2)
+        fh.write(os.urandom(100))
+    second = agent_json(state, "backup", str(src))
+    assert second["blobs_sent"] == 1
+    assert second["bytes_sent"] < 3 * 1024 * 1024 + 200  # three 1 MiB blocks of 41, not the whole file
+    out = tmp_path / "out"
+    agent_json(state, "restore", "--to", str(out), str(src))
+    assert signature(restored(out, src)) == signature(src)

@@ -197,3 +197,25 @@ def tmp_path_state(appliance: Appliance, tmp_path: Path) -> Path:
     fresh = tmp_path / "fresh"
     enroll(appliance, "acme", fresh)
     return fresh
+
+
+def test_lying_deltas_are_refused(backed_up: tuple[Path, Path, Connection], tmp_path: Path) -> None:
+    state, src, conn = backed_up
+    before = points(state)
+    job = conn.request("POST", "/jobs", {"kind": "files"})["job"]
+    base = str(src / "keep.txt").lstrip("/")
+    target = b"precious!\n"
+    digest = blake3.blake3(target).hexdigest()
+    block = (0).to_bytes(8, "big") + (3).to_bytes(4, "big") + b"XYZ"  # not what makes the target
+    headers = {"Bulwark-Size": str(len(target))}
+    err = refused(conn, "PUT", f"/jobs/{job}/delta/{digest}?base={base}", raw=block, headers=headers)
+    assert err.code == "content_mismatch" and "rebuilt from the delta" in err.message
+    outside = (5).to_bytes(8, "big") + (1).to_bytes(4, "big") + b"!"
+    err = refused(conn, "PUT", f"/jobs/{job}/delta/{digest}?base={base}", raw=outside, headers=headers)
+    assert err.code == "protocol_error" and "outside the file" in err.message
+    err = refused(conn, "PUT", f"/jobs/{job}/delta/{digest}?base=../../etc/passwd", raw=block, headers=headers)
+    assert err.status == 400 and "'..' is not allowed" in err.message
+    err = refused(conn, "PUT", f"/jobs/{job}/delta/{digest}?base=etc/passwd", raw=block, headers=headers)
+    assert err.code == "protocol_error" and "not a file of the last backup" in err.message
+    assert conn.request("POST", f"/jobs/{job}/missing", {"hashes": [digest]})["missing"] == [digest]
+    unchanged(state, src, before, tmp_path)
