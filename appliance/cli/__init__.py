@@ -8,6 +8,7 @@ adds its subcommands in its own module here through ``register(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,13 +41,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         paths = Paths.resolve(args.data_dir)
         handler: Handler = args.handler
-        return handler(args, paths)
+        status = handler(args, paths)
+        sys.stdout.flush()  # (a closed pipe shows here, not at exit)
+        return status
     except BulwarkError as exc:
         sys.stderr.write(f"bulwark: error: {exc.message} — {exc.hint}\n")
         return exc.exit_status
     except KeyboardInterrupt:
         sys.stderr.write("bulwark: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``bulwark … | head``): stop quietly, as a program killed by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
