@@ -30,7 +30,7 @@ from tests.e2e.agent_helpers import (
     signature,
     write,
 )
-from tests.e2e.conftest import Appliance
+from tests.e2e.conftest import Appliance, _wait_https
 
 pytestmark = [pytest.mark.zfs, pytest.mark.slow]
 
@@ -167,3 +167,54 @@ def test_a_large_file_with_a_small_change_sends_only_its_changed_blocks(applianc
     out = tmp_path / "out"
     agent_json(state, "restore", "--to", str(out), str(src))
     assert signature(restored(out, src)) == signature(src)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_kill_9_of_the_appliance_mid_backup_leaves_no_point_and_the_next_run_resumes(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    enroll(appliance, "acme", state)
+    src = tmp_path / "src"
+    for i in range(6):
+        write(src / f"chunk-{i}.bin", os.urandom(3 * 1024 * 1024))
+    before = points(state)
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = local_runner().spawn(
+            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)],
+            stderr=out,
+            stdout=out,
+            inherit_env=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"sending" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2.5)
+        masters = [
+            p for p in _children(appliance.service.pid) if b"gunicorn" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        assert len(masters) == 1
+        victims = [masters[0], *_children(masters[0])]
+        for pid in victims:  # the whole web server at once, as a power cut would
+            os.kill(pid, signal.SIGKILL)
+        assert proc.proc.wait(timeout=120) != 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.stop(sig=signal.SIGKILL)
+    _wait_https(appliance.port, appliance.service, appliance.log)  # `bulwark run` starts it again
+    assert points(state) == before
+    resumed = agent_json(state, "backup", str(src))
+    assert resumed["blobs_sent"] < 6
+    assert resumed["bytes_sent"] < 6 * 3 * 1024 * 1024 - 3 * 1024 * 1024
+    out = tmp_path / "out"
+    agent_json(state, "restore", "--point", resumed["point"], "--to", str(out), str(src))
+    assert diff_r(src, restored(out, src)).returncode == 0
