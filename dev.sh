@@ -20,9 +20,9 @@ python=/usr/bin/python3
 run_packages=(python3 python3-venv python3-dev build-essential libffi-dev zfs-fuse samba smbclient
               samba-vfs-modules smartmontools util-linux ca-certificates openssh-client e2fsprogs)
 # What the tests start: the OpenZFS test machine (a Debian chroot run under QEMU), Chromium, a jump host and
-# SFTP server (sshd); the peers the benchmarks compare with (rsync, restic).
+# SFTP server (sshd); the peers the benchmarks compare with (rsync, restic, zstd).
 test_packages=(chromium systemd debootstrap qemu-system-x86 busybox-static
-               openssh-server rsync restic)
+               openssh-server rsync restic zstd)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
