@@ -3,7 +3,7 @@
 Figures are read when scraped, cheaply: the pool from ``zpool list`` and ``zpool status`` (two short
 commands), everything else from the database (client points as ``bulwarkd`` last recorded them, every minute;
 jobs; alerts; the outbox; disks' SMART verdicts and temperatures as bulwarkd last polled them). The families
-are listed in docs/metrics.md.
+are listed in docs/alerts.md (section /metrics).
 
 Access: without a token configured, ``/metrics`` is open on the appliance's port like a node exporter; with
 one (``bulwark metrics token``), a scrape must send ``Authorization: Bearer <token>``. Only the token's SHA-256
