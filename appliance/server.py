@@ -24,6 +24,7 @@ from appliance.system import settings
 from appliance.system.errors import BulwarkError, Busy
 from appliance.system.paths import Paths
 from appliance.system.runner import LocalRunner, Service
+from appliance.tunnel import config as tunnel_config
 
 log = logging.getLogger("bulwark.server")
 
@@ -96,9 +97,12 @@ def gunicorn_argv(paths: Paths, opts: WebOptions) -> list[str]:
 
 
 def start_web(runner: LocalRunner, paths: Paths, opts: WebOptions) -> Service:
+    env = {"BULWARK_DATA_DIR": str(paths.data_dir)}
+    if opts.tunnel_port is not None:
+        env[tunnel_config.LISTENER_ENV] = str(opts.tunnel_port)
     return runner.spawn(
         gunicorn_argv(paths, opts),
-        env={"BULWARK_DATA_DIR": str(paths.data_dir)},
+        env=env,
         inherit_env=True,
         stderr=sys.stderr.fileno(),
         cwd=str(Path(__file__).resolve().parent.parent),
@@ -124,6 +128,70 @@ def _tunnel_listener_changed(store: Store, opts: WebOptions) -> int | None:
     return port if port is not None and port != opts.tunnel_port else None
 
 
+LISTENER_RETRY = 30.0  # after gunicorn failed to start with a new tunnel listener, it is tried again this late
+
+
+class ListenerFollower:
+    """Restarts gunicorn when the tunnel listener port is set or changed while it runs (``bulwark run`` and
+    ``bulwark web`` alike), so that remote access works without a manual restart.
+
+    A port that is taken never costs the web UI: gunicorn keeps its LAN listener (and its previous tunnel
+    listener), the problem is logged once with what to do, and the port is taken as soon as it is free."""
+
+    def __init__(self, store: Store, runner: LocalRunner, paths: Paths) -> None:
+        self.store = store
+        self.runner = runner
+        self.paths = paths
+        self.reported: set[int] = set()  # ports whose problem was logged
+        self.retry_at: dict[int, float] = {}  # port -> when to try again after gunicorn failed with it
+
+    def startup(self, opts: WebOptions) -> WebOptions:
+        """The options to start with: without the tunnel listener while its port is taken."""
+        if opts.tunnel_port is None:
+            return opts
+        try:
+            check_port_free("127.0.0.1", opts.tunnel_port)
+        except Busy:
+            self._report(opts.tunnel_port, "another program holds it")
+            return replace(opts, tunnel_port=None)
+        return opts
+
+    def follow(self, web: Service, opts: WebOptions) -> tuple[Service, WebOptions]:
+        """Call every loop step: the web server and its options, restarted with a newly set listener."""
+        wanted = _tunnel_listener_changed(self.store, opts)
+        if wanted is None or time.monotonic() < self.retry_at.get(wanted, 0.0):
+            return web, opts
+        try:
+            check_port_free("127.0.0.1", wanted)
+        except Busy:
+            self._report(wanted, "another program holds it")
+            return web, opts
+        log.info("the tunnel listener is now port %s: restarting the web server", wanted)
+        web.stop(timeout=15)
+        new_opts = replace(opts, tunnel_port=wanted)
+        web = start_web(self.runner, self.paths, new_opts)
+        if wait_until_listening(new_opts.port, web):
+            self.reported.discard(wanted)
+            self.retry_at.pop(wanted, None)
+            return web, new_opts
+        web.stop(timeout=5)
+        self.reported.discard(wanted)
+        self._report(wanted, "the web server did not start with it")
+        self.retry_at[wanted] = time.monotonic() + LISTENER_RETRY
+        return start_web(self.runner, self.paths, opts), opts
+
+    def _report(self, port: int, why: str) -> None:
+        if port in self.reported:
+            return
+        self.reported.add(port)
+        log.error(
+            "the tunnel listener port %s cannot be used (%s): remote access waits for it, the web UI runs on; "
+            "free the port or choose another with 'bulwark tunnel configure --listen-port'",
+            port,
+            why,
+        )
+
+
 def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, announce: bool = True) -> int:
     """Run until SIGINT/SIGTERM. Returns the exit status."""
     paths.require_initialized()
@@ -131,8 +199,8 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
     config = provision.load_settings(paths, store)
     web_opts = opts or WebOptions(port=config.web_port)
     check_port_free(web_opts.bind, web_opts.port)
-    if web_opts.tunnel_port is not None:
-        check_port_free("127.0.0.1", web_opts.tunnel_port)
+    listener = ListenerFollower(store, runner, paths)
+    web_opts = listener.startup(web_opts)
     zfs, how = provision.connect_zfs(paths, runner)
     pool = provision.bring_pool_online(paths, zfs, config)
 
@@ -167,12 +235,7 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
         restarts: list[float] = []
         while not stop.wait(0.5):
             smb.check()
-            if (wanted := _tunnel_listener_changed(store, web_opts)) is not None:
-                log.info("the tunnel listener is now port %s: restarting the web server", wanted)
-                web.stop(timeout=15)
-                web_opts = replace(web_opts, tunnel_port=wanted)
-                web = start_web(runner, paths, web_opts)
-                continue
+            web, web_opts = listener.follow(web, web_opts)
             if web.poll() is not None:
                 now = time.monotonic()
                 restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
@@ -196,9 +259,13 @@ def serve(paths: Paths, runner: LocalRunner, opts: WebOptions | None = None, *, 
 
 
 def serve_web_only(paths: Paths, runner: LocalRunner, opts: WebOptions) -> int:
-    """The web UI alone (systemd's bulwark-web.service; bulwarkd runs in its own unit)."""
+    """The web UI alone (systemd's bulwark-web.service; bulwarkd runs in its own unit). Like ``serve``, it
+    restarts gunicorn when the tunnel listener port is set; an exit of gunicorn ends it (systemd restarts it)."""
     paths.require_initialized()
     check_port_free(opts.bind, opts.port)
+    store = Store.open(paths.db)
+    listener = ListenerFollower(store, runner, paths)
+    opts = listener.startup(opts)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -211,8 +278,10 @@ def serve_web_only(paths: Paths, runner: LocalRunner, opts: WebOptions) -> int:
         while not stop.wait(0.5):
             if web.poll() is not None:
                 return web.proc.returncode or 1
+            web, opts = listener.follow(web, opts)
         return 0
     finally:
         web.stop(timeout=15)
+        store.close()
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
+import requests
 
+from appliance import provision, users
+from appliance.auth import totp
+from appliance.store import Store
+from appliance.system import settings, tls
+from appliance.system.paths import Paths
 from appliance.system.runner import Service, local_runner
+from appliance.system.settings import ApplianceSettings, PoolConfig
 
 SSHD = "/usr/sbin/sshd"
+TECH = "tech"  # the operator who signs in through the tunnel
+TECH_PASSWORD = "correct horse battery staple 7"  # noqa: S105 - a test account
+META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 
 def free_port() -> int:
@@ -197,3 +209,66 @@ def jump_host(jump_user: str) -> Iterator[JumpHost]:
             host.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def sign_in(
+    base: str, code: Callable[[], str], *, host_header: str | None = None
+) -> tuple[requests.Session, list[str]]:
+    """Sign in as ``tech`` over HTTPS at ``base``; returns the session and the pages seen on the way."""
+    web = requests.Session()
+    if host_header:
+        web.headers["Host"] = host_header
+    pages = []
+    login = web.get(f"{base}/login", timeout=10, verify=False)
+    pages.append(login.text)
+    csrf = META_CSRF.search(login.text)
+    assert csrf, login.text[:500]
+    answer = web.post(
+        f"{base}/login",
+        data={"username": TECH, "password": TECH_PASSWORD, "csrf_token": csrf.group(1)},
+        allow_redirects=False,
+        timeout=10,
+        verify=False,
+    )
+    pages.append(answer.headers.get("Location", ""))
+    if answer.headers.get("Location", "").endswith("/login/totp"):
+        form = web.get(f"{base}/login/totp", timeout=10, verify=False)
+        pages.append(form.text)
+        token = META_CSRF.search(form.text)
+        assert token
+        answer = web.post(
+            f"{base}/login/totp",
+            data={"code": code(), "csrf_token": token.group(1)},
+            allow_redirects=False,
+            timeout=10,
+            verify=False,
+        )
+        pages.append(answer.headers.get("Location", ""))
+    assert answer.status_code == 302, (answer.status_code, answer.text[:500])
+    return web, pages
+
+
+def make_appliance(root: Path) -> tuple[Paths, str]:
+    """The data directory as ``bulwark init`` leaves it (no pool: the tunnel does not need one), with an
+    operator ``tech`` who has a second factor."""
+    paths = Paths(root / "data")
+    paths.make_dirs()
+    tls.create_self_signed(paths.tls_cert, paths.tls_key, "bulwark-test")
+    provision._write_secret(paths.secret_key)
+    store = Store.open(paths.db)
+    try:
+        settings.save(
+            store,
+            ApplianceSettings(
+                pool=PoolConfig(name="bwtunnel", layout="file"),
+                hostname="site-a",
+                initialized_at=time.time(),
+            ),
+        )
+        store.set_setting("setup.completed", True)
+        user = users.create_user(store, TECH, TECH_PASSWORD, "operator")
+        secret = totp.new_secret()
+        totp.enable(store, user.id, secret, pyotp.TOTP(secret).now())
+    finally:
+        store.close()
+    return paths, secret

@@ -4,6 +4,7 @@ second factor, a pending password change, the first-run wizard, and the permissi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,11 @@ class Identity:
 
 
 def is_remote() -> bool:
-    """True when the request arrived on the listener reserved for the remote-access tunnel."""
+    """True when the request arrived on the listener reserved for the remote-access tunnel: the configured one,
+    or the one this web server was started with (the same, except while the port is being changed)."""
     port = state.appliance_settings().tunnel_listen_port
-    return port is not None and request.environ.get("SERVER_PORT") == str(port)
+    listeners = {str(port) if port is not None else None, os.environ.get(tunnel_config.LISTENER_ENV)} - {None}
+    return request.environ.get("SERVER_PORT") in listeners
 
 
 def is_api() -> bool:

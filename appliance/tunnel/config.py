@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -18,6 +19,9 @@ CONFIG_KEY = "tunnel.config"
 SWITCH_KEY = "tunnel.remote_sessions"
 DEFAULT_SSH_PORT = 22
 DEFAULT_LOCAL_PORT = 8444  # the web UI's loopback listener the jump host's port leads to
+# The tunnel listener port the web server was started with (set by ``bulwark run``/``bulwark web`` for its
+# workers): requests arriving there are remote even while the configured port is being changed.
+LISTENER_ENV = "BULWARK_TUNNEL_LISTENER"
 DEFAULT_ALERT_AFTER = 15 * 60
 MIN_ALERT_AFTER = 1
 MAX_ALERT_AFTER = 7 * 86400
@@ -146,12 +150,25 @@ def configure(
 
 def check_listen_port(store: Store, port: int) -> int:
     """The tunnel listener's port: a valid port that is not the web UI's own (the listener marks every request
-    arriving on it as remote)."""
+    arriving on it as remote) and, unless it is the listener already, that no other program holds."""
     settings.check_port(port)
     appliance = settings.load(store)
     if appliance is not None and port == appliance.web_port:
         raise InvalidInput(f"the tunnel listener cannot be the web UI's port {port}; choose another port")
+    if (appliance is None or port != appliance.tunnel_listen_port) and port_taken(port):
+        raise InvalidInput(f"port {port} on 127.0.0.1 is used by another program; choose another listener port")
     return port
+
+
+def port_taken(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` cannot be bound now (another program listens there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def ensure_local_listener(store: Store) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import threading
 import time
@@ -22,26 +21,29 @@ import pytest
 import requests
 import urllib3
 
-from appliance import alerts, provision, server, users
-from appliance.auth import totp
+from appliance import alerts, server, users
 from appliance.cli import main as cli_main
 from appliance.daemon import HEARTBEAT_KEY
 from appliance.store import Store
-from appliance.system import settings, tls
+from appliance.system import settings
 from appliance.system.paths import Paths
 from appliance.system.runner import Service, local_runner
-from appliance.system.settings import ApplianceSettings, PoolConfig
 from appliance.tunnel import keys
 from appliance.tunnel import status as tunnel_status
 from appliance.tunnel.supervisor import Backoff, Supervisor
-from tests.tunnel_fixtures import JumpHost, free_port, jump_host, jump_user, wait_port
+from tests.tunnel_fixtures import (
+    TECH,
+    JumpHost,
+    free_port,
+    jump_host,
+    jump_user,
+    make_appliance,
+    sign_in,
+    wait_port,
+)
 
 __all__ = ["jump_host", "jump_user"]  # fixtures
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-TECH = "tech"
-TECH_PASSWORD = "correct horse battery staple 7"  # noqa: S105 - a test account
-META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 
 @dataclass
@@ -99,32 +101,6 @@ class Site:
                 return report
             time.sleep(0.1)
         raise AssertionError(f"tunnel state not reached in {timeout} s: {json.dumps(report, indent=1)}")
-
-
-def make_appliance(root: Path) -> tuple[Paths, str]:
-    """The data directory as ``bulwark init`` leaves it (no pool: the tunnel does not need one), with an
-    operator ``tech`` who has a second factor."""
-    paths = Paths(root / "data")
-    paths.make_dirs()
-    tls.create_self_signed(paths.tls_cert, paths.tls_key, "bulwark-test")
-    provision._write_secret(paths.secret_key)
-    store = Store.open(paths.db)
-    try:
-        settings.save(
-            store,
-            ApplianceSettings(
-                pool=PoolConfig(name="bwtunnel", layout="file"),
-                hostname="site-a",
-                initialized_at=time.time(),
-            ),
-        )
-        store.set_setting("setup.completed", True)
-        user = users.create_user(store, TECH, TECH_PASSWORD, "operator")
-        secret = totp.new_secret()
-        totp.enable(store, user.id, secret, pyotp.TOTP(secret).now())
-    finally:
-        store.close()
-    return paths, secret
 
 
 @pytest.fixture
@@ -198,43 +174,6 @@ def cli_status(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]
     assert code == 0, err
     data: dict[str, Any] = json.loads(out)
     return data
-
-
-def sign_in(
-    base: str, code: Callable[[], str], *, host_header: str | None = None
-) -> tuple[requests.Session, list[str]]:
-    """Sign in as ``tech`` over HTTPS at ``base``; returns the session and the pages seen on the way."""
-    web = requests.Session()
-    if host_header:
-        web.headers["Host"] = host_header
-    pages = []
-    login = web.get(f"{base}/login", timeout=10, verify=False)
-    pages.append(login.text)
-    csrf = META_CSRF.search(login.text)
-    assert csrf, login.text[:500]
-    answer = web.post(
-        f"{base}/login",
-        data={"username": TECH, "password": TECH_PASSWORD, "csrf_token": csrf.group(1)},
-        allow_redirects=False,
-        timeout=10,
-        verify=False,
-    )
-    pages.append(answer.headers.get("Location", ""))
-    if answer.headers.get("Location", "").endswith("/login/totp"):
-        form = web.get(f"{base}/login/totp", timeout=10, verify=False)
-        pages.append(form.text)
-        token = META_CSRF.search(form.text)
-        assert token
-        answer = web.post(
-            f"{base}/login/totp",
-            data={"code": code(), "csrf_token": token.group(1)},
-            allow_redirects=False,
-            timeout=10,
-            verify=False,
-        )
-        pages.append(answer.headers.get("Location", ""))
-    assert answer.status_code == 302, (answer.status_code, answer.text[:500])
-    return web, pages
 
 
 def test_tunnel_up_and_remote_sessions_through_it(

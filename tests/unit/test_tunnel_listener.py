@@ -5,7 +5,9 @@ before it came up is history, not its state)."""
 from __future__ import annotations
 
 import os
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from appliance.tunnel import config as tunnel_config
 from appliance.tunnel import status
 from appliance.tunnel.state import TunnelState, save_state
 from tests.unit.conftest import ApplianceDir
+from tests.unit.web import TUNNEL_PORT, Web, text
 
 JUMP = ["--host", "jump.msp.example", "--user", "site-a", "--remote-port", "20001", "--no-scan"]
 
@@ -82,7 +85,13 @@ def test_check_listen_port(store: Store) -> None:
     for bad in (0, 70000):
         with pytest.raises(InvalidInput):
             tunnel_config.check_listen_port(store, bad)
-    assert tunnel_config.check_listen_port(store, 9000) == 9000
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidInput, match=f"port {port} on 127.0.0.1 is used by another program"):
+            tunnel_config.check_listen_port(store, port)
+    assert tunnel_config.check_listen_port(store, port) == port  # free again
 
 
 def test_a_connected_tunnel_shows_no_old_error(appliance_dir: ApplianceDir, tmp_path: Path) -> None:
@@ -105,3 +114,17 @@ def test_a_connected_tunnel_shows_no_old_error(appliance_dir: ApplianceDir, tmp_
         assert up["last_error"] is None and up["last_error_hint"] is None and up["last_error_at"] is None
     finally:
         db.close()
+
+
+def test_the_listener_the_web_server_was_started_with_stays_remote(
+    db: Store, browser: Callable[..., Web], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the listener port changes (settings already say the new one, gunicorn still has the old one), a
+    request through the old listener must not pass for a LAN one."""
+    settings.update(db, tunnel_listen_port=TUNNEL_PORT + 1)
+    assert "remote-access tunnel" not in text(browser(remote=True).get("/login"))  # another port: the LAN
+    monkeypatch.setenv(tunnel_config.LISTENER_ENV, str(TUNNEL_PORT))  # what `bulwark run` tells its gunicorn
+    assert "remote-access tunnel" in text(browser(remote=True).get("/login"))
+    assert "remote-access tunnel" not in text(browser().get("/login"))
+    settings.update(db, tunnel_listen_port=None)
+    assert "remote-access tunnel" in text(browser(remote=True).get("/login"))
