@@ -55,6 +55,9 @@ def _host_key_step(args: argparse.Namespace, store: Store) -> str:
         key = service.scan_and_trust(store, local_runner(), args.host_key_fingerprint)
         return f"jump host key {key.fingerprint} ({key.type}) matches the fingerprint given: pinned"
     if args.no_scan:
+        pinned = tunnel_config.load(store)
+        if pinned is not None and pinned.host_key:  # the same jump host as before: its key stays pinned
+            return f"jump host key {keys.parse_public_key(pinned.host_key).fingerprint} still pinned"
         return "jump host key not pinned yet: run 'bulwark tunnel scan' then 'bulwark tunnel trust FINGERPRINT'"
     key = service.scan(store, local_runner())
     if args.yes or (sys.stdin.isatty() and not args.json and _confirm(

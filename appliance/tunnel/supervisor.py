@@ -111,6 +111,7 @@ class Supervisor(threading.Thread):
         self.proc: Service | None = None
         self.reader: _Lines | None = None
         self.running_identity: tuple[object, ...] | None = None
+        self.running_port: int | None = None
         self.started_at = 0.0
         self.problem: ssh.Event | None = None
         self.session_bytes = (0, 0)
@@ -153,7 +154,8 @@ class Supervisor(threading.Thread):
                 alerts.clear(self.store, DOWN_KEY)
             self._save(now, every=30.0)
             return
-        if self.proc is not None and cfg.identity() != self.running_identity:
+        moved = tunnel_config.local_port(self.store) != self.running_port  # the web UI's listener it leads to
+        if self.proc is not None and (cfg.identity() != self.running_identity or moved):
             self._stop_ssh(now, "configuration changed")
             self.st.attempts = 0
             self.st.next_attempt_at = None
@@ -213,6 +215,7 @@ class Supervisor(threading.Thread):
         self.reader = _Lines(self.proc.proc.stderr)
         self.reader.start()
         self.running_identity = cfg.identity()
+        self.running_port = port
         self.started_at = now
         self.st.pid = self.proc.pid
         self.st.next_attempt_at = None
