@@ -1208,6 +1208,8 @@ CSRF_CASES = [
     ("/disks/<disk>/test", "POST"),
     ("/api/v1/disks/<disk>/smart", "POST"),
     ("/api/v1/disks/<disk>/selftest", "POST"),
+    ("/disks/replace", "POST"),
+    ("/disks/replace/led", "POST"),
     ("/smb/settings", "POST"),
     ("/smb/clients/<string(maxlength=32):name>/password", "POST"),
     ("/smb/clients/<string(maxlength=32):name>/share", "POST"),
@@ -1246,6 +1248,8 @@ FORMS = {
     "/api/v1/tunnel/remote-sessions": {"allowed": False},
     "/disks/<disk>/test": {"kind": "short"},
     "/api/v1/disks/<disk>/selftest": {"kind": "short"},
+    "/disks/replace": {"old": "/dev/sdz", "new": "/dev/sdy", "confirm": "yes"},
+    "/disks/replace/led": {"old": "/dev/sdz", "action": "locate_on"},
 }
 
 
