@@ -233,22 +233,30 @@ class Area:
         for e in entries:
             if e.type == "f" and not _unchanged(_lstat(self.root / e.path), e, old.get(e.path)):
                 uses[e.hash] = uses.get(e.hash, 0) + 1
+        real_dirs = {""}  # directories of this manifest seen to be real directories (never symlinks)
+        fresh: dict[str, os.stat_result | None] = {}
         for e in entries:  # sorted: a parent comes before its children
             path = self.root / e.path
-            if not _inside_tree(self.root, path.parent):
+            if e.path.rpartition("/")[0] not in real_dirs and not _inside_tree(self.root, path.parent):
                 raise UnsafePath(e.path, "its parent leads outside the client's data")
             current = _lstat(path)
+            fresh[e.path] = current
             if e.type == "d":
                 if current is None:
                     os.mkdir(path, 0o700)
+                    fresh[e.path] = None
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    real_dirs.add(e.path)
             elif e.type == "l":
                 if current is None or not stat.S_ISLNK(current.st_mode) or os.readlink(path) != e.target:
                     tmp = self.tmp / secrets.token_hex(8)
                     os.symlink(e.target, tmp)
                     os.replace(tmp, path)
+                    fresh[e.path] = None
             else:
                 unchanged = _unchanged(current, e, old.get(e.path))
                 if not unchanged:
+                    fresh[e.path] = None
                     uses[e.hash] -= 1
                     if uses[e.hash] == 0:  # its last use: moved, not copied (a rerun finds it in the tree)
                         os.replace(self.staged(e.hash), path)
@@ -257,10 +265,10 @@ class Area:
                         shutil.copyfile(self.staged(e.hash), tmp)
                         os.replace(tmp, path)
             if e.type != "d":
-                _set_meta(path, e)
+                _set_meta(path, e, fresh[e.path])
         for e in reversed(entries):  # directories last, deepest first: writing inside changes their mtime
             if e.type == "d":
-                _set_meta(self.root / e.path, e)
+                _set_meta(self.root / e.path, e, _lstat(self.root / e.path))
 
     def _remove_unwanted(self, wanted: dict[str, Entry]) -> None:
         for dirpath, dirnames, filenames in os.walk(self.root, topdown=True):
@@ -342,7 +350,14 @@ def _inside_tree(root: Path, path: Path) -> bool:
     return real == real_root or real.startswith(real_root + "/")
 
 
-def _set_meta(path: Path, e: Entry) -> None:
+def _set_meta(path: Path, e: Entry, current: os.stat_result | None) -> None:
+    """Owner, mode and mtime as the entry says; skipped when ``current`` (the untouched entry) has them all."""
+    if (
+        current is not None
+        and (current.st_uid, current.st_gid, current.st_mtime_ns) == (e.uid, e.gid, e.mtime_ns)
+        and (e.type == "l" or stat.S_IMODE(current.st_mode) == e.mode)
+    ):
+        return
     if os.geteuid() == 0:
         os.lchown(path, e.uid, e.gid)
     if e.type != "l":
