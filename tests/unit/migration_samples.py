@@ -358,6 +358,18 @@ _OFFSITE_ROWS = [
     Row("offsite_backlog_samples", {"client": "acme", "target": "usb", "at": 14.0, "pending_bytes": 100}),
 ]  # fmt: skip
 
+_AGENT_ROWS = [
+    Row("agent_enroll_codes", {"code_hash": "ab" * 32, "client": "acme-fs1", "created_by": "cli", "created_at": 1.0,
+                               "expires_at": 86401.0, "used_at": 2.0}),
+    Row("agent_credentials", {"id": "ag-0011223344556677", "client": "acme-fs1", "secret_hash": "cd" * 32,
+                              "hostname": "fs1", "state": "revoked", "created_at": 2.0, "last_seen_at": 3.0,
+                              "revoked_at": 4.0, "revoked_by": "cli"}),
+    Row("agent_jobs", {"id": "j-0011223344556677", "client": "acme-fs1", "agent_id": "ag-0011223344556677",
+                       "kind": "files", "state": "committed", "base_point": None,
+                       "point": "files@bw-20260101T000000Z-agent", "files": 3, "bytes_scanned": 9, "bytes_sent": 7,
+                       "error": None, "started_at": 2.0, "finished_at": 3.0}),
+]  # fmt: skip
+
 _DISK_ROWS = [
     Row("disk_smart", {"disk_key": "wwn:0x5000cca37fca81a8", "name": "sdc", "node": "/dev/sdc", "model": "Hitachi",
                        "serial": "MSK423Y20S3HBC", "protocol": "ATA", "verdict": "failing", "reasons": "[]",
@@ -377,5 +389,6 @@ SAMPLES: dict[int, list[Row]] = {
     4: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS],
     5: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS],
     6: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS],
-    8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_DISK_ROWS],
+    7: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS],
+    8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS],
 }
