@@ -43,7 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         status = handler(args, paths)
         sys.stdout.flush()  # (a closed pipe shows here, not at exit)
-        return status
     except BulwarkError as exc:
         sys.stderr.write(f"bulwark: error: {exc.message} — {exc.hint}\n")
         return exc.exit_status
@@ -54,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``bulwark … | head``): stop quietly, as a program killed by SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    return status
 
 
 if __name__ == "__main__":
