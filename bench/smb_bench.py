@@ -111,6 +111,9 @@ def main() -> None:
                     dst.flush()
                     os.fsync(dst.fileno())
                 raw_t.append(time.perf_counter() - start)
+                for written in (mnt / "clients" / "bench" / "share" / f"run{i}.bin", plain / f"run{i}.bin",
+                                plain / f"raw{i}.bin"):  # fmt: skip
+                    written.unlink()  # the pool holds one run's files at a time
             c, p, r = min(client_t), min(plain_t), min(raw_t)
             rate = args.mib
             print(f"file: {args.mib} MiB incompressible, best of {args.runs}, smbclient put -m SMB3 over loopback")

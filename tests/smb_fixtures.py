@@ -38,6 +38,10 @@ class SmbEnv:
     smbd: server.Smbd
     port: int
     prefix: str
+    clients_dir: Path
+
+    def live(self, client: str) -> Path:
+        return self.clients_dir / client / "share"
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
@@ -75,7 +79,7 @@ def smb_env(client_env: ClientEnv, tmp_path: Path) -> Iterator[SmbEnv]:
     smbd = server.Smbd(runner, shares.layout(client_env.store), tmp_path / "smbd.log")
     smbd.start()
     try:
-        yield SmbEnv(client_env, smbd, port, prefix)
+        yield SmbEnv(client_env, smbd, port, prefix, client_env.pool.mountpoint / "clients")
     finally:
         smbd.stop()
         for line in open("/etc/passwd").read().splitlines():

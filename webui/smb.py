@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
 
-from appliance.samba import activity, shares, views
+from appliance.samba import activity, restore_share, shares, views
 from appliance.samba.conf import PROTOCOLS
 from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.runner import local_runner
@@ -116,3 +116,18 @@ def client_trigger(name: str) -> Any:
     except BulwarkError as exc:
         return share_page(name, error=exc, status=exc.http_status)
     return to_job(job)
+
+
+@bp.route(f"/clients/{NAME}/restore-share", methods=["POST"])
+@requires("restore.run")
+def client_restore_share(name: str) -> Any:
+    point = request.form.get("point", "")
+    try:
+        if point:
+            restore_share.publish(state.store(), state.zfs(), local_runner(), name, point, by=state.actor())
+        else:
+            restore_share.unpublish(state.store(), state.zfs(), local_runner(), name, by=state.actor())
+    except BulwarkError as exc:
+        return share_page(name, error=exc, status=exc.http_status)
+    flash(f"Restore share {'published: ' + point if point else 'removed'}.")
+    return redirect(url_for("clients.show", name=name) + "#smb")

@@ -10,7 +10,7 @@ from appliance.cli.clients import ACTOR, follow, zfs_host
 from appliance.cli.common import add_command, add_group, open_store, port, print_json
 from appliance.cli.users import read_password_stdin
 from appliance.clients import service
-from appliance.samba import activity, conf, shares, supervise
+from appliance.samba import activity, conf, restore_share, shares, supervise
 from appliance.store import Store
 from appliance.system.errors import InvalidInput
 from appliance.system.paths import Paths
@@ -111,6 +111,30 @@ def cmd_trigger(args: argparse.Namespace, paths: Paths) -> int:
         store.close()
 
 
+def cmd_restore_share(args: argparse.Namespace, paths: Paths) -> int:
+    store = open_store(paths)
+    try:
+        runner, zfs = local_runner(), zfs_host()
+        if args.off:
+            done = restore_share.unpublish(store, zfs, runner, args.client, by=ACTOR)
+            out: dict[str, Any] = {"unpublished": done}
+            text = "restore share removed" if done else "no restore share was published"
+        elif args.point:
+            out = restore_share.publish(store, zfs, runner, args.client, args.point, by=ACTOR)
+            host = _hostname(paths, store)
+            out["unc"] = f"\\\\{host}\\{out['share']}"
+            text = f"{out['unc']} (read-only, user {out['user']}) shows {out['point']}"
+        else:
+            raise InvalidInput("give a point (see 'bulwark snapshot list CLIENT') or --off")
+        if args.json:
+            print_json(out)
+        else:
+            print(text)
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_open_files(args: argparse.Namespace, paths: Paths) -> int:
     store = open_store(paths)
     try:
@@ -176,6 +200,12 @@ def register(sub: Any) -> None:
                     "refused while a file is open for writing)")  # fmt: skip
     p.add_argument("client")
     p.add_argument("--wait", action="store_true", help="follow the job to its end (needs the daemon running)")
+    p.add_argument("--json", action="store_true")
+    p = add_command(smb, "restore-share", cmd_restore_share, "publish one recovery point read-only as "
+                    "CLIENT-restore (or --off)")  # fmt: skip
+    p.add_argument("client")
+    p.add_argument("point", nargs="?", help="share@NAME, as 'bulwark snapshot list' shows it")
+    p.add_argument("--off", action="store_true", help="remove the client's restore share")
     p.add_argument("--json", action="store_true")
     p = add_command(smb, "open-files", cmd_open_files, "files open on the shares now")
     p.add_argument("--json", action="store_true")

@@ -2,8 +2,8 @@
 
 The configuration is written to a temporary file next to smb.conf, checked with ``testparm -s`` (which exits 0 on
 an unknown parameter and only warns on stderr, so that warning is an error here), and renamed into place; only
-then is smbd told to reload (SIGHUP to its main process: existing sessions stay connected and pick up the new
-share definitions). A configuration that fails the check is never installed.
+then is smbd told to reload (``smbcontrol smbd reload-config``: existing sessions stay connected and pick up the
+new share definitions). A configuration that fails the check is never installed.
 """
 
 from __future__ import annotations
@@ -126,13 +126,25 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def reload(layout: Layout) -> bool:
-    """Ask a running smbd to re-read smb.conf (SIGHUP: sessions stay). False if none is running."""
+def reload(layout: Layout, runner: Runner | None = None) -> bool:
+    """Ask a running smbd to re-read smb.conf; sessions stay. False if none is running.
+
+    With a runner, ``smbcontrol smbd reload-config``: the main smbd re-reads it and passes the message on to
+    every connection's process, so open sessions see new shares and changed options too. (SIGHUP, the
+    fallback, reloads the main process only: a connection made before it does not see a share added by it.)"""
     pid = pid_of(layout)
     if pid is None:
         return False
+    if runner is not None:
+        try:
+            smbcontrol_reload(runner, layout)
+        except SambaNotRunning as exc:
+            log.warning("smbcontrol reload-config failed (%s); sending SIGHUP", exc)
+        else:
+            log.info("smbd (pid %d) reloads %s", pid, layout.conf)
+            return True
     os.kill(pid, signal.SIGHUP)
-    log.info("smbd (pid %d) reloads %s", pid, layout.conf)
+    log.info("smbd (pid %d) reloads %s (SIGHUP)", pid, layout.conf)
     return True
 
 

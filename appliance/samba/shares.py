@@ -114,9 +114,12 @@ def spec_for(store: Store, zfs: ZfsHost, client: Client, opts: ShareOptions | No
 
 def config_text(store: Store, zfs: ZfsHost, overrides: dict[str, ShareOptions] | None = None) -> str:
     """The smb.conf the appliance's data describes now (with some share options replaced, to try a change)."""
+    from appliance.samba import restore_share
+
     specs = [
         spec_for(store, zfs, c, (overrides or {}).get(c.name)) for c in service.list_clients(store) if has_share(c)
     ]
+    specs += [r for c in service.list_clients(store) if has_share(c) and (r := restore_share.spec(store, zfs, c))]
     return conf.render(conf.build(layout(store), specs, clients_dir(store, zfs)))
 
 
@@ -155,7 +158,7 @@ def apply(store: Store, zfs: ZfsHost, runner: Runner) -> bool:
     lay = layout(store)
     changed = server.install(runner, lay, config_text(store, zfs))
     if changed:
-        server.reload(lay)
+        server.reload(lay, runner)
         prune_accounts(store, runner)
     return changed
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from appliance.clients import points, service
 from appliance.clients.model import Client
-from appliance.samba import activity, shares, supervise
+from appliance.samba import activity, restore_share, shares, supervise
 from appliance.store import Store
 from appliance.system.errors import BulwarkError, InvalidInput
 from appliance.system.runner import Runner
@@ -29,13 +29,20 @@ def share_detail(store: Store, zfs: ZfsHost, runner: Runner, name: str, hostname
     """A client's share with what is happening on it now, and its points taken while files were open."""
     client = service.get_client(store, name)
     out = share_info(store, client, hostname)
-    out["open_files"], out["marked_points"], out["versions"] = [], {}, 0
+    out["open_files"], out["marked_points"], out["versions"], out["share_points"] = [], {}, 0, []
+    entry = restore_share.published(store, name)
+    out["restore_share"] = (
+        {"share": restore_share.share_name(name), "point": entry["point"], "unc": f"\\\\{hostname}\\{name}-restore"}
+        if entry
+        else None
+    )
     try:
         path = shares.share_path(zfs, client)
         files = activity.open_on(activity.open_files(runner, shares.layout(store)), path)
         out["open_files"] = [{"name": f.name, "writing": f.writing} for f in files]
         out["marked_points"] = activity.open_files_marks(zfs, client)
-        out["versions"] = sum(1 for p in points.scan(zfs, client).points if p.area == "share")
+        out["share_points"] = [p.id for p in points.scan(zfs, client).points if p.area == "share"]
+        out["versions"] = len(out["share_points"])
     except BulwarkError as exc:
         out["problem"] = exc.to_dict()
     quiet = activity.quiet_state(store, name)

@@ -4,6 +4,7 @@ for writing, Previous Versions (FSCTL_SRV_ENUMERATE_SNAPSHOTS, reading an old ve
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from smbprotocol.header import NtStatus
 from smbprotocol.ioctl import CtlCode, IOCTLFlags, SMB2SrvSnapshotArray
 
 from appliance.clients import points, service
+from appliance.clients.errors import PointNotFound
 from appliance.samba import activity, shares
 from appliance.system.runner import local_runner
 from tests.smb_fixtures import SmbEnv, smb_env  # noqa: F401
@@ -83,7 +85,7 @@ def test_trigger_point_has_exact_content_and_previous_versions(smb_env: SmbEnv, 
     second = trigger_and_run(smb_env, "acme")
     assert second.snapshot != first.snapshot
 
-    versions_dir = smb_env.env.pool.mountpoint / "clients" / "acme" / "versions"
+    versions_dir = smb_env.clients_dir / "acme" / "versions"
     folders = sorted(p.name for p in versions_dir.iterdir())
     assert len(folders) == 2
     assert (versions_dir / folders[0] / "job.vbk").read_bytes() == b"first backup " * 4096
@@ -171,7 +173,7 @@ def test_quota_full_share_and_others_keep_working(smb_env: SmbEnv) -> None:  # n
     smbclient.reset_connection_cache()
     login(smb_env, "beta", PW_B)
     put(smb_env, "beta", "ok.bin", b"fine")
-    assert (smb_env.env.live("beta") / "ok.bin").read_bytes() == b"fine"
+    assert (smb_env.live("beta") / "ok.bin").read_bytes() == b"fine"
 
 
 def test_reload_keeps_another_clients_open_session(smb_env: SmbEnv) -> None:  # noqa: F811
@@ -183,6 +185,36 @@ def test_reload_keeps_another_clients_open_session(smb_env: SmbEnv) -> None:  # 
         shares.set_share_options(smb_env.store, smb_env.env.zfs, local_runner(), "beta", by="test", encrypt=True)
         assert "[beta]" in shares.layout(smb_env.store).conf.read_text()
         fh.write(b"after reload")
-    assert (smb_env.env.live("acme") / "long.vbk").read_bytes() == b"before reload after reload"
+    assert (smb_env.live("acme") / "long.vbk").read_bytes() == b"before reload after reload"
     assert smb_env.smbd.running
     assert service.get_client(smb_env.store, "beta").kind == "smb"
+
+
+def test_restore_share_publishes_one_point_read_only(smb_env: SmbEnv, tmp_path: Path) -> None:  # noqa: F811
+    from appliance.samba import restore_share
+
+    smb_env.add("acme", PW)
+    login(smb_env, "acme")
+    put(smb_env, "acme", "report.txt", b"as it was")
+    point = trigger_and_run(smb_env, "acme")
+    put(smb_env, "acme", "report.txt", b"overwritten later")
+    conf_path = shares.layout(smb_env.store).conf
+    with pytest.raises(PointNotFound):
+        restore_share.publish(smb_env.store, smb_env.env.zfs, local_runner(), "acme", "share@nope", by="test")
+    assert "[acme-restore]" not in conf_path.read_text()
+    restore_share.publish(smb_env.store, smb_env.env.zfs, local_runner(), "acme", point.id, by="test")
+    assert "[acme-restore]" in conf_path.read_text()
+    deadline = time.monotonic() + 10  # smbd loads the new share shortly after the SIGHUP
+    while True:
+        try:
+            with smbclient.open_file(unc("acme-restore", "report.txt"), mode="rb", port=smb_env.port) as fh:
+                assert fh.read() == b"as it was"
+            break
+        except SMBOSError as exc:
+            if exc.ntstatus != NtStatus.STATUS_BAD_NETWORK_NAME or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with pytest.raises((SMBOSError, SMBResponseException)):
+        put(smb_env, "acme-restore", "new.txt", b"no")  # read-only
+    assert restore_share.unpublish(smb_env.store, smb_env.env.zfs, local_runner(), "acme", by="test")
+    assert "[acme-restore]" not in conf_path.read_text()

@@ -37,7 +37,7 @@ def test_write_read_and_isolation(smb_env: SmbEnv) -> None:  # noqa: F811
     session(smb_env, "acme", PW_A)
     with smbclient.open_file(unc("acme", "backup.bin"), mode="wb", port=smb_env.port) as fh:
         fh.write(b"acme data " * 1000)
-    assert (smb_env.env.live("acme") / "backup.bin").read_bytes() == b"acme data " * 1000
+    assert (smb_env.live("acme") / "backup.bin").read_bytes() == b"acme data " * 1000
     with pytest.raises((SMBOSError, SMBResponseException)):
         smbclient.listdir(unc("beta"), port=smb_env.port)  # A's account on B's share
     smbclient.reset_connection_cache()

@@ -9,7 +9,7 @@ from flask import request
 from spectree import Response
 
 from appliance.clients import service
-from appliance.samba import activity, shares, views
+from appliance.samba import activity, restore_share, shares, views
 from appliance.system.runner import local_runner
 from webui import state
 from webui.api import bp, spec
@@ -17,6 +17,7 @@ from webui.api.schemas import ErrorBody, JobCreated
 from webui.api.schemas_smb import (
     PasswordOut,
     PasswordRequest,
+    RestoreShareRequest,
     ShareDetail,
     ShareUpdate,
     SmbOverview,
@@ -99,3 +100,22 @@ def share_trigger(name: str) -> Any:
     """Backup finished: a recovery point of the share now (a job). 409 while a file is open for writing."""
     job = activity.trigger(state.store(), state.zfs(), local_runner(), name, by=state.actor())
     return JobCreated(job=job), 202
+
+
+@bp.route(f"/clients/{NAME}/smb/restore-share", methods=["PUT"])
+@requires("restore.run")
+@spec.validate(json=RestoreShareRequest, resp=Response(HTTP_200=ShareDetail, **CHANGE_ERRORS), tags=["smb"])
+def restore_share_publish(name: str) -> Any:
+    """Publish one recovery point of the share read-only as \\\\appliance\\CLIENT-restore (replacing any)."""
+    body: RestoreShareRequest = request.context.json  # type: ignore[attr-defined]
+    restore_share.publish(state.store(), state.zfs(), local_runner(), name, body.point, by=state.actor())
+    return _detail(name)
+
+
+@bp.route(f"/clients/{NAME}/smb/restore-share", methods=["DELETE"])
+@requires("restore.run")
+@spec.validate(resp=Response(HTTP_200=ShareDetail, **CHANGE_ERRORS), tags=["smb"])
+def restore_share_remove(name: str) -> Any:
+    """Remove the client's restore share."""
+    restore_share.unpublish(state.store(), state.zfs(), local_runner(), name, by=state.actor())
+    return _detail(name)

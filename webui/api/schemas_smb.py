@@ -48,10 +48,22 @@ class OpenFileOut(BaseModel):
     writing: bool
 
 
+class RestoreShareOut(BaseModel):
+    share: str
+    point: str
+    unc: str
+
+
+class RestoreShareRequest(Strict):
+    point: str = Field(min_length=1, max_length=300, description="share@NAME: the point to publish read-only")
+
+
 class ShareDetail(ShareOut):
     open_files: list[OpenFileOut]
     marked_points: dict[str, str] = Field(description="points the schedule took while these files were open")
     versions: int = Field(description="recovery points shown as Previous Versions")
+    share_points: list[str] = Field(description="the share's recovery points, newest first")
+    restore_share: RestoreShareOut | None = Field(description="the point published read-only as CLIENT-restore")
     last_change_at: float | None
     quiet_seconds: int
     problem: ErrorDetail | None = None
