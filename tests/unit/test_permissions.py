@@ -27,7 +27,9 @@ from appliance import users
 from appliance.auth import tokens
 from appliance.disks import inventory
 from appliance.jobs import queue
+from appliance.samba import shares as smb_shares
 from appliance.store import Store
+from appliance.system.runner import local_runner
 from tests.alert_web_helpers import ALERT_ARGUMENTS, fill_alert_argument
 from tests.unit.conftest import PASSWORDS, ROLE_USERS, ApplianceDir
 from tests.unit.web import Web, location, text
@@ -115,9 +117,15 @@ def walk(appliance_dir: ApplianceDir, zfs_pool: str | None) -> Iterator[Walk]:
         appliance_dir.use_pool(zfs_pool)
     appliance_dir.finish_first_run()
     app = create_app({"DATA_DIR": str(appliance_dir.paths.data_dir), "TESTING": True})
+    smb_prefix = f"bwu{secrets.token_hex(3)}-"  # the SMB accounts the walk's requests make, removed below
+    smb_shares.update_settings(app.extensions["bulwark.store"], None, local_runner(), by="test",
+                               account_prefix=smb_prefix)  # fmt: skip
     try:
         yield Walk(app, app.extensions["bulwark.store"], zfs_pool is not None)
     finally:
+        for account in Path("/etc/passwd").read_text().splitlines():
+            if account.startswith(smb_prefix):
+                local_runner().run(["userdel", account.split(":", 1)[0]], ok_codes=range(256))
         if zfs_pool is not None:
             remove_clients(app.extensions["bulwark.store"])  # the module's pool gets no new mounts
         app.extensions["bulwark.store"].close()
