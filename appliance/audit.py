@@ -33,6 +33,9 @@ class AuditEntry:
         }
 
 
+SQLITE_MAX_INT = 2**63 - 1
+
+
 def entries(
     store: Store,
     *,
@@ -46,7 +49,7 @@ def entries(
     params: list[Any] = []
     if before_id is not None:
         where.append("id < ?")
-        params.append(before_id)
+        params.append(min(before_id, SQLITE_MAX_INT))  # (ids never get that far; a larger one means "all")
     if actor:
         where.append("actor = ?")
         params.append(actor)

@@ -288,7 +288,7 @@ class Done(BaseModel):
 
 class AuditQuery(Strict):
     limit: int = Field(100, ge=1, le=500)
-    before: int | None = Field(None, ge=1)
+    before: int | None = Field(None, ge=1, le=2**63 - 1)
     actor: str | None = Field(None, max_length=128)
     action: str | None = Field(None, max_length=64)
 
