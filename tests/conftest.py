@@ -20,7 +20,7 @@ from appliance.system.runner import local_runner
 
 # ZFS fixtures (zfs_daemon, zfs_host, pool_maker, pool) for the integration and e2e tiers; clients fixtures
 # (local_zfs, local_pool, client_env, appliance) on the local zfs-fuse.
-pytest_plugins = ["tests.zfs_fixtures", "tests.clients_fixtures", "tests.offsite_fixtures"]
+pytest_plugins = ["tests.zfs_fixtures", "tests.clients_fixtures", "tests.offsite_fixtures", "tests.unit.api_fixtures"]
 
 ZFS_SOCKET = Path("/var/run/zfs/zfs_socket")
 # A developer's appliance may run its own pool on the shared zfs-fuse daemon: never ours, never checked.
