@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
@@ -90,3 +91,10 @@ def api_rules(app: Flask) -> set[tuple[str, str]]:
             for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 found.add((path, method))
     return found
+
+
+def response_validator(document: dict[str, Any], path: str, method: str, status: int) -> jsonschema_rs.Validator:
+    """A validator for one response body as the published document describes it."""
+    answer = document["paths"][path][method.lower()]["responses"][str(status)]
+    schema = answer["content"]["application/json"]["schema"]
+    return jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]})

@@ -18,12 +18,8 @@ from appliance.reports import history
 from appliance.store import Store
 from tests.alert_servers import closed_port
 from tests.alert_web_helpers import add_client_row
-from tests.unit import test_api
-from tests.unit.test_api import API, Api, error_of, response_validator
-from tests.unit.test_webui import SignedIn
-from tests.unit.web import Web, text
-
-api = test_api.api  # the API fixture (tokens for each role on a fresh appliance)
+from tests.unit.api_fixtures import API, Api, api_rules, error_of, response_validator
+from tests.unit.web import SignedIn, Web, text
 
 
 @pytest.fixture
@@ -233,9 +229,8 @@ def test_alert_api_happy_paths(api: Api, document: dict[str, Any], app: Flask) -
     assert outbox.list_notifications(db, channel_id=cid) == []
 
     mine = ("/api/v1/alerts/", "/api/v1/channels", "/api/v1/notifications", "/api/v1/report", "/api/v1/metrics")
-    from tests.unit.test_api import _api_rules
 
-    assert {r for r in _api_rules(app) if r[0].startswith(mine)} == done
+    assert {r for r in api_rules(app) if r[0].startswith(mine)} == done
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema_rs
 import pyotp
 import pytest
 from flask import Flask
@@ -24,7 +23,7 @@ from appliance.auth import tokens, totp
 from appliance.cli import main as bulwark
 from appliance.jobs import queue
 from appliance.system import settings
-from tests.unit.api_fixtures import API, Api, api_rules, audit_actions, error_of
+from tests.unit.api_fixtures import API, Api, api_rules, audit_actions, error_of, response_validator
 from tests.unit.conftest import ADMIN_NEW_PASSWORD, OPERATOR_PASSWORD, ApplianceDir
 from tests.unit.web import Web, live_sessions, totp_code
 
@@ -277,13 +276,6 @@ OWN_MODULES += ("/api/v1/smb",)
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:
     rules = {(path, method) for path, method in api_rules(app) if not path.startswith(OWN_MODULES)}
     assert {(_template(h), h.method) for h in HAPPY} >= rules - {("/api/v1/alerts", "GET")}
-
-
-def response_validator(document: dict[str, Any], path: str, method: str, status: int) -> jsonschema_rs.Validator:
-    """A validator for one response body as the published document describes it."""
-    answer = document["paths"][path][method.lower()]["responses"][str(status)]
-    schema = answer["content"]["application/json"]["schema"]
-    return jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]})
 
 
 @pytest.mark.parametrize("happy", HAPPY, ids=[f"{h.method} {h.path}" for h in HAPPY])

@@ -15,7 +15,7 @@ from appliance.jobs import queue
 from appliance.offsite import keys, kit
 from appliance.store import Store
 from tests.alert_web_helpers import add_client_row
-from tests.unit.test_api import response_validator
+from tests.unit.api_fixtures import response_validator
 from tests.unit.web import Web, dump, text
 
 API = "/api/v1"

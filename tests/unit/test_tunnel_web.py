@@ -18,8 +18,8 @@ from appliance.system.paths import Paths
 from appliance.system.runner import local_runner
 from appliance.tunnel import config as tunnel_config
 from appliance.tunnel import keys
+from tests.unit.api_fixtures import response_validator
 from tests.unit.conftest import ADMIN_NEW_PASSWORD, ApplianceDir
-from tests.unit.test_api import response_validator
 from tests.unit.web import TUNNEL_PORT, Web, dump, text, totp_code
 
 JUMP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbf/efhd8ZRVF78pisOHrJhJcDC+Y3cZLVwjc8v1IDH"

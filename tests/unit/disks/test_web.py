@@ -13,8 +13,8 @@ from appliance.disks import inventory, polling
 from appliance.jobs import base, queue
 from appliance.store import Store
 from appliance.system.errors import InvalidInput
+from tests.unit.api_fixtures import response_validator
 from tests.unit.disks.conftest import Replay
-from tests.unit.test_api import response_validator
 from tests.unit.web import Web, dump, text
 
 API = "/api/v1"
