@@ -205,3 +205,18 @@ def zfs_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield maker.create().name
     finally:
         maker.cleanup()
+
+
+@pytest.fixture
+def operator(signed_in: Callable[[str], Web]) -> Web:
+    return signed_in("operator")
+
+
+@pytest.fixture
+def viewer(signed_in: Callable[[str], Web]) -> Web:
+    return signed_in("viewer")
+
+
+@pytest.fixture
+def admin(signed_in: Callable[[str], Web]) -> Web:
+    return signed_in("admin")

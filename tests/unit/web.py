@@ -4,8 +4,10 @@ signing in (with a TOTP code where asked), and optionally arriving through the r
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +15,10 @@ import pyotp
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from appliance import users
+from appliance.auth import totp
 from appliance.store import Store
+from appliance.system import settings
 
 COOKIE = "bulwark_sid"
 TUNNEL_PORT = 8444  # settings.tunnel_listen_port in the tests that use remote sessions
@@ -107,3 +112,28 @@ def live_sessions(db: Store, username: str) -> list[dict[str, Any]]:
     """The session rows of a user."""
     rows = db.query("SELECT s.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = ?", (username,))
     return [dict(r) for r in rows]
+
+
+NEW_PASSWORD = "a-much-better-password"
+Browser = Callable[..., Web]
+SignedIn = Callable[[str], Web]
+
+
+def audit_rows(db: Store, action: str) -> list[dict[str, object]]:
+    return [dict(r) for r in db.query("SELECT * FROM audit WHERE action = ? ORDER BY id", (action,))]
+
+
+def flash_error(page: str) -> str:
+    match = re.search(r'<p class="flash error" role="alert">([^<]*)</p>', page)
+    return html.unescape(match.group(1)) if match else ""
+
+
+def set_setting(db: Store, **changes: object) -> None:
+    settings.update(db, **changes)
+
+
+def enrol_totp(db: Store, username: str) -> str:
+    """Give an account a second factor the way the account page does (code of the previous step)."""
+    secret = pyotp.random_base32()
+    totp.enable(db, users.get_user(db, username).id, secret, totp_code(secret, -1))
+    return secret
