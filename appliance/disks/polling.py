@@ -3,7 +3,8 @@ alerts; start scheduled short and long self-tests.
 
 A disk is known by its identity (WWN, else serial, else kernel name) so that its history follows it to
 another slot. ``warning`` raises a warning alert, ``failing`` a critical one, ``unknown`` an info alert (a
-disk that cannot be read is not called healthy); the alert clears when the disk is healthy again.
+disk that cannot be read is not called healthy); the alert clears when the disk is healthy again. A virtual
+disk (virtio) has no SMART to read: its verdict stays ``unknown`` on the page, but it raises no alert.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SMART_ALERT = alerts.declare(
     template="disk {disk} ({identity}) is {verdict}: {reasons}",
 )
 LEVEL_OF = {"warning": "warning", "failing": "critical", "unknown": "info"}
+VIRTUAL_KINDS = ("virtio",)  # disks of a virtual machine: smartctl cannot detect a device type there
 COUNTER_IDS = (5, 10, 184, 187, 188, 196, 197, 198, 201)
 
 
@@ -128,7 +130,7 @@ def record(store: Store, reading: Reading, *, now: float | None = None) -> None:
             "DELETE FROM disk_smart_samples WHERE disk_key = ? AND at < ?", (reading.key, at - SAMPLE_KEEP_SECONDS)
         )
     alert_key = f"disk:smart:{reading.key}"
-    if verdict.verdict == "healthy":
+    if verdict.verdict == "healthy" or (verdict.verdict == "unknown" and disk.kind in VIRTUAL_KINDS):
         alerts.clear(store, alert_key, now=at)
         return
     identity = " ".join(filter(None, (disk.model, disk.serial))) or reading.key

@@ -53,6 +53,17 @@ def test_levels_by_verdict(store: Store, replay: Replay) -> None:
     assert alert.level == "info" and "is unknown" in alert.message  # unreadable is never healthy
 
 
+def test_a_virtual_disk_is_unknown_without_an_alert(store: Store, replay: Replay) -> None:
+    replay("open_failed_unknown.json")  # what smartctl says of a virtio disk: no device type to detect
+    vda = Disk("vda", "/dev/vda", "", "", "", 256 << 30, True, "virtio")
+    [reading] = polling.poll(store, local_runner(), [vda], now=1.0)
+    assert reading.verdict.verdict == "unknown" and polling.latest_for(store, "vda")["verdict"] == "unknown"  # type: ignore[index]
+    assert alerts.list_alerts(store) == []
+    replay("ata_hitachi_hds721050dle630_failing.json")  # a readable failing report still alerts
+    polling.poll(store, local_runner(), [vda], now=2.0)
+    assert [a.level for a in alerts.list_alerts(store)] == ["critical"]
+
+
 def test_missing_smartctl_output_is_unknown(store: Store, replay: Replay, tmp_path: Path) -> None:
     replay("ata_samsung_860evo_healthy.json")
     (tmp_path / "bin" / "replay.json").write_text("garbage")
