@@ -38,9 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["bulwark.paths"] = paths
     app.extensions["bulwark.store"] = Store.open(paths.db)
 
-    from appliance.ingest import views as agent_ingest
     from webui import (
         account,
+        agent_ingest,
         api,
         areas,
         audit,

@@ -122,7 +122,7 @@ def gate() -> Response | None:
     if is_remote() and not tunnel_config.remote_sessions_allowed(state.store()):
         return _remote_blocked()  # the on-site switch: nothing at all through the tunnel
     if request.path.startswith("/agent/"):
-        return None  # backup agents: no browser session or CSRF; appliance/ingest/views.py checks their credential
+        return None  # backup agents: no browser session or CSRF; webui/agent_ingest.py checks their credential
     endpoint = request.endpoint
     view = current_app.view_functions.get(endpoint) if endpoint else None
     permission = permission_of(view)
