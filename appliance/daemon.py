@@ -19,7 +19,7 @@ import appliance.offsite.jobs as offsite_jobs  # registers offsite.replicate and
 from appliance import alerts
 from appliance.alerts import delivery, outbox
 from appliance.clients import browse, points, reconcile, rpo, scheduler
-from appliance.disks import health
+from appliance.disks import health, scrubs
 from appliance.disks import pool as pool_service
 from appliance.disks.service import DiskService
 from appliance.jobs import queue
@@ -82,6 +82,7 @@ class Daemon:
             PeriodicTask("disks.inventory", 60.0, self.refresh_disks),
             PeriodicTask("disks.smart", 1800.0, self.poll_smart),
             PeriodicTask("disks.selftests", 3600.0, self.run_selftests),
+            PeriodicTask("pool.scrubs", 3600.0, self.schedule_scrub),
             *(PeriodicTask(n, i, f) for n, i, f in smb_tasks.periodic(self.store, self.zfs, self.runner)),
         ]
 
@@ -96,6 +97,9 @@ class Daemon:
     def run_selftests(self) -> None:
         if self.disks is not None:
             self.disks.run_selftests()
+
+    def schedule_scrub(self) -> None:
+        scrubs.schedule(self.store, self.zfs, self.pool_name)
 
     def schedule_offsite(self) -> None:
         if offsite_jobs.tick(self.store):
