@@ -30,8 +30,8 @@ def _pool() -> tuple[Any, str | None]:
 @requires("view")
 def index() -> Any:
     zfs, pool = _pool()
-    rows = overview.disks(state.store(), zfs, pool)
-    return render("disks.html", "_disks_table.html", disks=rows, pool_name=pool)
+    rows, chassis = overview.layout(state.store(), zfs, pool)
+    return render("disks.html", "_disks_table.html", disks=rows, chassis=chassis, pool_name=pool)
 
 
 @bp.route("/<disk>")

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from appliance.disks import inventory, polling, smartctl
+from appliance.disks import bays, inventory, polling, smartctl
 from appliance.disks.inventory import Disk, Membership
 from appliance.store import Store
 from appliance.system.errors import BulwarkError, InvalidInput, NotFound
@@ -47,8 +47,28 @@ def _smart(disk: Disk, latest: dict[str, dict[str, Any]]) -> dict[str, Any] | No
 
 
 def disks(store: Store, zfs: ZfsHost | None, pool_name: str | None) -> list[dict[str, Any]]:
+    return layout(store, zfs, pool_name, with_bays=False)[0]
+
+
+def layout(
+    store: Store, zfs: ZfsHost | None, pool_name: str | None, *, with_bays: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every disk with its SMART summary, and — when a hardware profile matches this machine — its bays with
+    the disk found in each (None without a profile)."""
     latest = {r["name"]: r for r in polling.latest(store)}
-    return [{**d.to_dict(), "smart": _smart(d, latest)} for d in inventory.scan(None, members(zfs, pool_name))]
+    found = inventory.scan(None, members(zfs, pool_name))
+    rows = {d.name: {**d.to_dict(), "smart": _smart(d, latest)} for d in found}
+    profile = bays.find_profile(bays.read_dmi(bays.DMI_DIR), bays.HARDWARE_DIR) if with_bays else None
+    if profile is None:
+        return list(rows.values()), None
+    slots, loose = bays.place(profile, found)
+    chassis = {
+        "name": profile.name,
+        "columns": profile.columns,
+        "slots": [{"label": s.bay.label, "disk": rows[s.disk.name] if s.disk else None} for s in slots],
+        "loose": [d.name for d in loose],
+    }
+    return list(rows.values()), chassis
 
 
 def find_disk(name: str) -> Disk:

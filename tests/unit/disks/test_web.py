@@ -4,12 +4,14 @@ trend charts, reading SMART now, self-tests, and bad input refused with nothing 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from appliance.disks import inventory, polling
+from appliance.disks import bays, inventory, polling
 from appliance.jobs import base, queue
 from appliance.store import Store
 from appliance.system.errors import InvalidInput
@@ -99,3 +101,35 @@ def test_viewer_cannot_start_tests(signed_in: Callable[[str], Web], replay: Repl
     assert response.status_code == 403 and not log.exists()
     assert "Short self-test" not in text(viewer.get(f"/disks/{REAL[0]}"))
     assert polling.latest is not None
+
+
+def test_disks_in_their_bays_when_a_profile_matches(
+    admin: Web, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    page = text(admin.get("/disks/"))
+    assert 'id="bays"' not in page  # no profile for this machine: the list only
+    dmi, hardware = tmp_path / "dmi", tmp_path / "hardware"
+    dmi.mkdir()
+    hardware.mkdir()
+    (dmi / "sys_vendor").write_text("Acme\n")
+    (dmi / "product_name").write_text("Vault 4\n")
+    disk = next(d for d in inventory.scan() if d.kind != "loop")
+    links = [link.rsplit("/", 1)[-1] for link in disk.by_path] or ["pci-0000:00:1f.2-ata-1"]
+    profile = {
+        "name": "Acme Vault 4",
+        "match": {"sys_vendor": ["Acme"], "product_name": ["Vault 4"]},
+        "columns": 2,
+        "bays": [{"label": "Bay A", "slot": 0, "by_path": links[0]}, {"label": "Bay B", "slot": 1, "by_path": "none"}],
+    }
+    (hardware / "acme-vault-4.json").write_text(json.dumps(profile))
+    monkeypatch.setattr(bays, "DMI_DIR", dmi)
+    monkeypatch.setattr(bays, "HARDWARE_DIR", hardware)
+    page = text(admin.get("/disks/"))
+    assert 'id="bays"' in page and "Acme Vault 4" in page and "Bay A" in page and "Bay B" in page
+    bay_b = page.split('id="bay-2"', 1)[1].split("</div>", 1)[0]
+    assert "empty" in bay_b
+    bay_a = page.split('id="bay-1"', 1)[1].split("</div>", 1)[0]
+    if disk.by_path:  # udev gives by-path links where udevd runs; then the disk sits in its bay
+        assert f">{disk.name}</a>" in bay_a
+    else:
+        assert "empty" in bay_a and disk.name in page.split("Not in a bay:", 1)[1]
