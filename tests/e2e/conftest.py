@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ def _wait_https(port: int, service: Service, log: Path, timeout: float = 45.0) -
 
 
 @contextlib.contextmanager
-def running_appliance(tmp: Path, *, pool_file_size: str = "512M") -> Iterator[Appliance]:
+def running_appliance(tmp: Path, *, pool_file_size: str = "512M", init_args: Sequence[str] = ()) -> Iterator[Appliance]:
     """``bulwark init`` (a file-backed pool named bwe…) then ``bulwark run``; stopped with Ctrl-C (SIGINT)
     and the pool destroyed at the end."""
     data_dir = tmp / "data"
@@ -106,6 +106,7 @@ def running_appliance(tmp: Path, *, pool_file_size: str = "512M") -> Iterator[Ap
             "--port",
             str(port),
             "--json",
+            *init_args,
         ],
         timeout=120,
     )
