@@ -164,6 +164,7 @@ def test_first_login_password_change_and_wizard(tab: Tab, appliance: Appliance) 
         "Alerts",
         "Jobs",
         "Settings",
+        "Remote",
         "Users",
         "Audit",
     ]
