@@ -73,7 +73,7 @@ class Daemon:
             PeriodicTask("clients.rpo", 60.0, self.check_rpo),
             PeriodicTask("clients.holds", 300.0, self.reconcile_holds),
             PeriodicTask("browse.sweep", 60.0, self.sweep_browse_clones),
-            PeriodicTask("alerts.pool", 60.0, self.check_pool),
+            PeriodicTask("alerts.pool", 30.0, self.check_pool),  # a degraded pool is alerted within a minute
             PeriodicTask("alerts.snoozes", 30.0, self.expire_snoozes),
             PeriodicTask("reports.history", 60.0, self.record_history),
             PeriodicTask("reports.mail", 300.0, self.mail_reports),

@@ -13,7 +13,7 @@ from typing import Any
 from appliance.system.runner import local_runner
 from tests.e2e.conftest import Appliance, running_appliance
 
-ALERT_WAIT = 90.0  # bulwarkd checks the pool every minute
+ALERT_WAIT = 60.0  # bulwarkd checks the pool every 30 s: the alert comes within a minute
 
 
 def health(app: Appliance) -> str:
