@@ -237,7 +237,7 @@ def due_tests(store: Store, disks: list[Disk], *, now: float | None = None) -> l
     schedule = selftest_schedule(store)
     due = []
     for disk in disks:
-        if skip(disk):
+        if skip(disk) or disk.kind in VIRTUAL_KINDS:  # (a virtual disk has no self-test to run)
             continue
         key = disk_key(disk)
         last = {

@@ -62,6 +62,7 @@ def test_a_virtual_disk_is_unknown_without_an_alert(store: Store, replay: Replay
     replay("ata_hitachi_hds721050dle630_failing.json")  # a readable failing report still alerts
     polling.poll(store, local_runner(), [vda], now=2.0)
     assert [a.level for a in alerts.list_alerts(store)] == ["critical"]
+    assert polling.due_tests(store, [vda], now=400 * DAY) == []  # and no scheduled self-test to fail
 
 
 def test_missing_smartctl_output_is_unknown(store: Store, replay: Replay, tmp_path: Path) -> None:
