@@ -31,7 +31,7 @@ class TargetOut(BaseModel):
     updated_at: float
 
 
-class ClientOffsite(BaseModel):
+class PolicyOut(BaseModel):
     client: str
     target: str
     enabled: bool
@@ -43,6 +43,9 @@ class ClientOffsite(BaseModel):
     next_run_at: float | None
     last_run_at: float | None
     last_job_id: int | None
+
+
+class ClientOffsite(PolicyOut):
     backlog_bytes: int | None
     backlog_sampled_at: float | None
     rate_bytes_per_s: float | None
@@ -103,20 +106,6 @@ class PolicyIn(Strict):
     chain_age_s: int | None = Field(None, ge=3600, le=3660 * 86400)
     bandwidth: list[str] | None = Field(None, max_length=50)
     default_kbps: int | None = Field(None, ge=1, le=10**8)
-
-
-class PolicyOut(BaseModel):
-    client: str
-    target: str
-    enabled: bool
-    interval_s: int
-    chain_length: int
-    chain_age_s: int
-    bandwidth: list[str]
-    default_kbps: int | None
-    next_run_at: float | None
-    last_run_at: float | None
-    last_job_id: int | None
 
 
 class RunIn(Strict):
