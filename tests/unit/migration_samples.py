@@ -381,6 +381,15 @@ _DISK_ROWS = [
                            "started_at": 16.0, "started_by": "schedule", "error": None}),
 ]  # fmt: skip
 
+_IMAGE_ROWS = [
+    Row("agent_jobs", {"id": "j-8899aabbccddeeff", "client": "acme-fs1", "agent_id": "ag-0011223344556677",
+                       "kind": "image", "state": "committed", "base_point": None,
+                       "point": "images/sda@bw-20260101T000000Z-agent", "files": 1, "bytes_scanned": 9,
+                       "bytes_sent": 7, "error": None, "started_at": 4.0, "finished_at": 5.0, "image": "sda",
+                       "consistency": "crash"}),
+]  # fmt: skip
+
+
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
@@ -391,4 +400,5 @@ SAMPLES: dict[int, list[Row]] = {
     6: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS],
     7: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS],
     8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS],
+    9: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS, *_IMAGE_ROWS],
 }
