@@ -105,7 +105,7 @@ class Connection:
                 conn.request(method, f"/agent/v1{path}", body=data, headers=hdrs)
                 resp = conn.getresponse()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
                 self.close()
                 if attempt == 2:
                     raise AgentError("the appliance closed the connection", "run the command again") from None
