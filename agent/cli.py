@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, backup, restore, state
+from agent import __version__, backup, image, restore, state
 from agent.transport import AgentError, Connection
 
 MALFORMED = ("the enrollment code is malformed", "copy it again from 'bulwark client enroll-code'")
@@ -60,16 +60,33 @@ def cmd_restore(args: argparse.Namespace) -> dict[str, Any]:
     return restore.run(args.state_dir, args.point, Path(args.to), args.paths)
 
 
+def cmd_image_backup(args: argparse.Namespace) -> dict[str, Any]:
+    return image.backup(
+        args.state_dir,
+        args.source,
+        name=args.name,
+        require_consistent=args.require_consistent,
+        bwlimit=args.bwlimit * 1024,
+        quiet=args.json,
+    )
+
+
+def cmd_image_restore(args: argparse.Namespace) -> dict[str, Any]:
+    return image.restore(args.state_dir, args.point, args.target, name=args.image, quiet=args.json)
+
+
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
     enrolled = state.load_enrollment(args.state_dir)
     conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"])
     try:
         hello = conn.request("GET", "/hello")
         found = conn.request("GET", "/points")["points"]
+        imaged = conn.request("GET", "/images")["images"]
     finally:
         conn.close()
     latest = max(found, key=lambda p: p["created_at"])["id"] if found else None
-    return {"server": enrolled["server"], **hello, "points": len(found), "latest": latest}
+    images = {i["image"]: i["latest"] for i in imaged}
+    return {"server": enrolled["server"], **hello, "points": len(found), "latest": latest, "images": images}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="directory to restore into")
     p.add_argument("paths", nargs="*", help="only these paths (as they were backed up)")
     p.set_defaults(handler=cmd_restore)
+    p = sub.add_parser("image-backup", help="back up a block device or disk image: only changed blocks are sent")
+    p.add_argument("source", metavar="DEVICE|FILE")
+    p.add_argument("--name", help="the image's name on the appliance (default: from the device, e.g. sda)")
+    p.add_argument(
+        "--require-consistent",
+        action="store_true",
+        help="refuse a device mounted read-write or being written (instead of a crash-consistent image)",
+    )
+    p.add_argument("--bwlimit", type=int, default=0, metavar="KIB_PER_S", help="bandwidth limit (0: none)")
+    p.set_defaults(handler=cmd_image_backup)
+    p = sub.add_parser("image-restore", help="write an image point onto a device or file, verified by hash")
+    p.add_argument("--point", default="latest", help="a point (images/NAME@bw-…) or 'latest'")
+    p.add_argument("--image", help="which image, when the client has several and --point is 'latest'")
+    p.add_argument("target", metavar="DEVICE|FILE")
+    p.set_defaults(handler=cmd_image_restore)
     p = sub.add_parser("status", help="enrollment and the latest recovery point")
     p.set_defaults(handler=cmd_status)
     return parser

@@ -91,7 +91,7 @@ def hello() -> Any:
 def open_job() -> Any:
     body = _json()
     if body.get("kind", "files") != "files":
-        raise ProtocolError("only 'files' jobs are supported by this appliance")
+        raise ProtocolError("this route opens 'files' jobs; image jobs are opened at /images/jobs")
     job, base = jobs.open_job(state.store(), state.zfs(), _agent())
     return jsonify({"job": job.id, "base_point": job.base_point, "manifest": manifest.to_json(base)}), 201
 
@@ -224,3 +224,6 @@ def close_restore(session_id: str) -> Any:
     session = _session(session_id)
     browse.close_session(state.store(), state.zfs(), session.id)
     return jsonify({"closed": session.id})
+
+
+from webui import agent_images  # noqa: E402,F401  (its routes sit on this blueprint)

@@ -61,3 +61,17 @@ class CredentialNotFound(NotFound):
 
     code = "agent_not_found"
     hint = "List the agents with 'bulwark client agents CLIENT'."
+
+
+class ImageIncomplete(Conflict):
+    """Image {} does not hold what the agent read yet: {}."""
+
+    code = "image_incomplete"
+    hint = "Fetch the block map again, send the blocks that differ and commit again."
+
+
+class ImageNotFound(NotFound):
+    """No image {} for this client."""
+
+    code = "image_not_found"
+    hint = "List the client's images with 'bulwark-agent status'; make one with 'bulwark-agent image-backup'."
