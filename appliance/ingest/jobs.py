@@ -80,7 +80,7 @@ def open_job(store: Store, zfs: ZfsHost, cred: Credential) -> tuple[Job, list[ma
     with store.write() as db:
         db.execute(
             "UPDATE agent_jobs SET state = 'aborted', error = 'superseded by a new job', finished_at = ?"
-            " WHERE client = ? AND state = 'open'",
+            " WHERE client = ? AND kind = 'files' AND state = 'open'",
             (now, client.name),
         )
         db.execute(

@@ -238,3 +238,42 @@ def test_hostile_image_messages_are_refused_and_change_nothing(appliance: Applia
     finally:
         conn.close()
         stranger.close()
+
+
+def test_several_agents_at_once(appliance: Appliance, tmp_path: Path) -> None:
+    """Two clients' agents and a second agent of the same client, all at the same time: a file backup, an
+    image backup of another client and a second image of the first; each gets its point, nothing mixes."""
+    states = {n: tmp_path / n for n in ("files", "image", "image2")}
+    enroll(appliance, "acme", states["files"])
+    enroll(appliance, "globex", states["image"])
+    enroll(appliance, "acme", states["image2"])
+    src = tmp_path / "tree"
+    for i in range(20):
+        (src / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 4}" / f"f{i}.bin").write_bytes(os.urandom(256 * 1024))
+    disk1, disk2 = tmp_path / "g.raw", tmp_path / "a2.raw"
+    disk1.write_bytes(os.urandom(12 * MIB))
+    disk2.write_bytes(os.urandom(9 * MIB))
+    commands = [
+        ("files", ["backup", str(src)]),
+        ("image", ["image-backup", str(disk1), "--name", "g"]),
+        ("image2", ["image-backup", str(disk2), "--name", "second"]),
+    ]
+    procs = []
+    for key, args in commands:
+        out = open(tmp_path / f"{key}.json", "wb")  # noqa: SIM115 (closed below)
+        procs.append((key, out, local_runner().spawn(
+            [AGENT, "--state-dir", str(states[key]), "--json", *args], stdout=out, stderr=out, inherit_env=True
+        )))  # fmt: skip
+    for _key, out, proc in procs:
+        assert proc.proc.wait(timeout=240) == 0, (tmp_path / f"{_key}.json").read_text()
+        out.close()
+    got = {key: json.loads((tmp_path / f"{key}.json").read_text()) for key, _, _ in procs}
+    assert got["files"]["point"].startswith("files@") and got["files"]["files"] == 20
+    assert got["image"]["point"].startswith("images/g@") and got["image2"]["point"].startswith("images/second@")
+    assert got["image"]["point"] in image_points(states["image"])  # globex's
+    assert got["image"]["point"] not in image_points(states["files"])  # not acme's
+    for key, disk in (("image", disk1), ("image2", disk2)):
+        back = tmp_path / f"{key}.back"
+        agent_json(states[key], "image-restore", "--point", got[key]["point"], str(back))
+        assert filecmp.cmp(disk, back, shallow=False)
