@@ -118,10 +118,11 @@ def timeline_chart(points: Sequence[RecoveryPoint], zone: datetime.tzinfo, now: 
     start = end - span
     pad = span * 0.03
     start, end = start - pad, end + pad
-    plot_w = WIDTH - LEFT - RIGHT
+    left = max(LEFT, 16 + 7.5 * max(len(a) for a in areas))  # room for the longest lane label (images/NAME)
+    plot_w = WIDTH - left - RIGHT
 
     def x(t: float) -> float:
-        return round(LEFT + plot_w * (t - start) / (end - start), 1)
+        return round(left + plot_w * (t - start) / (end - start), 1)
 
     marks = [
         Mark(
@@ -151,6 +152,7 @@ def timeline_chart(points: Sequence[RecoveryPoint], zone: datetime.tzinfo, now: 
     if pinned or locked:
         summary += f" ({pinned} pinned, {locked} locked)"
     return Timeline(
+        left=left,
         height=height,
         axis_y=TOP + LANE * len(areas),
         lanes=[Lane(lane_y[a], a) for a in areas],
