@@ -9,12 +9,16 @@ and check the whole map again.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
+import queue
 import re
 import stat
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +123,51 @@ def _send(conn: Connection, job: str, batch: list[bytes]) -> int:
     return len(body)
 
 
+class _Sender:
+    """Compresses and sends block messages on two connections of their own while the source is read on: at
+    most two messages wait, so memory stays bounded, and the appliance checks one message while it writes the
+    other. An error in a sending thread is raised in the reader at its next step."""
+
+    def __init__(self, make_conn: Callable[[], Connection], job: str, streams: int = 2) -> None:
+        self.job = job
+        self.queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=2)
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(make_conn(),), daemon=True) for _ in range(streams)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, conn: Connection) -> None:
+        try:
+            while (batch := self.queue.get()) is not None:
+                if self.error is None:
+                    try:
+                        count = _send(conn, self.job, batch)
+                    except BaseException as exc:  # noqa: BLE001 (handed to the reader thread)
+                        self.error = exc
+                        continue
+                    with self.lock:
+                        self.sent += count
+        finally:
+            conn.close()
+
+    def put(self, batch: list[bytes]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(list(batch))
+        batch.clear()
+
+    def close(self) -> int:
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join()
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+
 def _record(index: int, data: bytes, digest: bytes) -> bytes:
     if digest == zero_hash(len(data)) and data.count(0) == len(data):
         return index.to_bytes(8, "big") + (0).to_bytes(4, "big") + digest  # zeros: no data on the wire
@@ -141,7 +190,11 @@ def backup(
         if note:  # a warning, in JSON mode too
             sys.stderr.write(f"bulwark-agent: {note}\n")
         fd, size = _open_source(path)
-        conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"], bwlimit)
+
+        def connect(share: int = 1) -> Connection:
+            return Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"], bwlimit // share)
+
+        conn = connect()
         try:
             opened = conn.request(
                 "POST",
@@ -157,17 +210,21 @@ def backup(
                 agent_map.clear()
                 progress = _Progress("reading", size, quiet)
                 batch: list[bytes] = []
-                for index, data in _blocks(fd, size):
-                    digest = block_hash(data)
-                    agent_map += digest
-                    if theirs[index * HASH : (index + 1) * HASH] != digest:
-                        batch.append(_record(index, data, digest))
-                        changed += 1
-                        if len(batch) == per_message:
-                            sent += _send(conn, job, batch)
-                    progress(len(data), f", {changed} changed block(s)")
-                if batch:
-                    sent += _send(conn, job, batch)
+                sender = _Sender(lambda: connect(2), job)
+                try:
+                    for index, data in _blocks(fd, size):
+                        digest = block_hash(data)
+                        agent_map += digest
+                        if theirs[index * HASH : (index + 1) * HASH] != digest:
+                            batch.append(_record(index, data, digest))
+                            changed += 1
+                            if len(batch) == per_message:
+                                sender.put(batch)
+                        progress(len(data), f", {changed} changed block(s)")
+                    if batch:
+                        sender.put(batch)
+                finally:
+                    sent += sender.close()
                 progress.end()
                 try:
                     result = conn.request(
@@ -223,6 +280,55 @@ def _open_target(target: str, size: int) -> tuple[int, str]:
     return fd, partial
 
 
+def _download(
+    enrolled: dict[str, Any],
+    sid: str,
+    fd: int,
+    their_map: bytes,
+    size: int,
+    runs: list[tuple[int, int]],
+    progress: _Progress,
+) -> int:
+    """Fetch the runs of non-zero blocks on two connections, each block checked against the map before it is
+    written at its place; at most four runs (64 MiB) in memory."""
+    local = threading.local()
+    made: list[Connection] = []
+
+    def fetch(index: int, run: int) -> int:
+        if not hasattr(local, "conn"):
+            local.conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"])
+            made.append(local.conn)
+        data = local.conn.request("GET", f"/images/restores/{sid}/blocks?index={index}&count={run}", stream=True).read()
+        expected = min(size, (index + run) * BLOCK) - index * BLOCK
+        if len(data) != expected:
+            raise AgentError(f"the appliance sent {len(data)} bytes for blocks {index}+{run}", "run the restore again")
+        for k in range(run):
+            piece, i = data[k * BLOCK : (k + 1) * BLOCK], index + k
+            if block_hash(piece) != their_map[i * HASH : (i + 1) * HASH]:
+                raise AgentError(f"block {i} does not match its hash", "the point may be damaged; try another")
+            os.pwrite(fd, piece, i * BLOCK)
+        return len(data)
+
+    total = 0
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            pending: collections.deque[concurrent.futures.Future[int]] = collections.deque()
+            for index, run in runs:
+                pending.append(pool.submit(fetch, index, run))
+                if len(pending) >= 4:
+                    got = pending.popleft().result()
+                    total += got
+                    progress(got)
+            while pending:
+                got = pending.popleft().result()
+                total += got
+                progress(got)
+    finally:
+        for conn in made:
+            conn.close()
+    return total
+
+
 def restore(
     state_dir: Path, point: str, target: str, *, name: str | None = None, quiet: bool = False
 ) -> dict[str, Any]:
@@ -241,33 +347,18 @@ def restore(
         is_dev = written_to == target
         try:
             progress = _Progress("restoring", size, quiet)
-            downloaded = 0
-            index = 0
-            while index < count:
+            runs: list[tuple[int, int]] = []
+            for index in range(count):
                 length = min(BLOCK, size - index * BLOCK)
                 if their_map[index * HASH : (index + 1) * HASH] == zero_hash(length):
-                    if is_dev:
+                    if is_dev:  # a device may hold old data there
                         os.pwrite(fd, _ZERO[:length], index * BLOCK)
                     progress(length)
-                    index += 1
-                    continue
-                run = 1
-                while run < BATCH and index + run < count:
-                    nxt = index + run
-                    if their_map[nxt * HASH : (nxt + 1) * HASH] == zero_hash(min(BLOCK, size - nxt * BLOCK)):
-                        break
-                    run += 1
-                resp = conn.request("GET", f"/images/restores/{sid}/blocks?index={index}&count={run}", stream=True)
-                data = resp.read()
-                downloaded += len(data)
-                for k in range(run):
-                    piece = data[k * BLOCK : (k + 1) * BLOCK]
-                    i = index + k
-                    if block_hash(piece) != their_map[i * HASH : (i + 1) * HASH]:
-                        raise AgentError(f"block {i} does not match its hash", "the point may be damaged; try another")
-                    os.pwrite(fd, piece, i * BLOCK)
-                    progress(len(piece))
-                index += run
+                elif runs and runs[-1][0] + runs[-1][1] == index and runs[-1][1] < BATCH:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+                else:
+                    runs.append((index, 1))
+            downloaded = _download(enrolled, sid, fd, their_map, size, runs, progress)
             os.fsync(fd)
             progress.end()
             check = _Progress("verifying", size, quiet)
