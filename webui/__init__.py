@@ -42,7 +42,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         account,
         agent_ingest,
         api,
-        areas,
         audit,
         auth,
         dashboard,
@@ -84,7 +83,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         disks.bp,
         agent_ingest.bp,
         smb.bp,
-        *areas.blueprints,
     ):
         app.register_blueprint(blueprint)
     api.init_app(app)

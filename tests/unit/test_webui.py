@@ -33,7 +33,7 @@ from tests.unit.web import (
     text,
     totp_code,
 )
-from webui import areas, create_app
+from webui import create_app
 
 # --- the app -------------------------------------------------------------------------------------
 
@@ -475,14 +475,3 @@ def test_operator_cancels_a_queued_job(operator: Web, db: Store, scrub_job: int)
     assert response.status_code == 409
     assert "already ended" in text(response)
     assert operator.post("/jobs/999/cancel").status_code == 409
-
-
-# --- areas not built yet -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("path", "title"), [(f"/{area}/", title) for area, (title, _) in areas.NOT_YET.items()])
-def test_areas_not_available_yet_say_so(viewer: Web, path: str, title: str) -> None:
-    response = viewer.get(path)
-    assert response.status_code == 200
-    page = text(response)
-    assert f"<h1>{title}</h1>" in page and "not available in this version yet" in page
