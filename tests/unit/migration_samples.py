@@ -389,6 +389,18 @@ _IMAGE_ROWS = [
                        "consistency": "crash"}),
 ]  # fmt: skip
 
+_AGENT_OPS_ROWS = [
+    Row("agent_settings", {"client": "acme-fs1", "paths": '["/home", "/etc"]', "bwlimit_kibps": 2048,
+                           "backup_window": "22:00-06:00", "updated_at": 6.0, "updated_by": "user:admin"}),
+    Row("agent_jobs", {"id": "j-1122334455667788", "client": "acme-fs1", "agent_id": "ag-0011223344556677",
+                       "kind": "files", "state": "open", "base_point": None, "point": None, "files": 0,
+                       "bytes_scanned": 0, "bytes_sent": 5, "error": None, "started_at": 6.0, "finished_at": None,
+                       "image": None, "consistency": None, "phase": "sending", "files_done": 2, "files_total": 9,
+                       "bytes_done": 5, "bytes_total": 50, "progress_at": 7.0}),
+    Row("agent_auth_failures", {"id": 1, "address": "192.0.2.44", "at": 8.0}),
+]  # fmt: skip
+
+
 
 SAMPLES: dict[int, list[Row]] = {
     0: [],
@@ -401,4 +413,6 @@ SAMPLES: dict[int, list[Row]] = {
     7: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS],
     8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS],
     9: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS, *_IMAGE_ROWS],
+    10: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS, *_IMAGE_ROWS,
+         *_AGENT_OPS_ROWS],
 }

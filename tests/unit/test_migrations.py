@@ -162,7 +162,7 @@ def test_processes_opening_a_fresh_database_at_once(tmp_path: Path, spawn_python
         assert child.returncode == 0, err
         assert out.strip() == str(latest_version())
         applied += re.findall(r"database migrated to version (\d+)", err)
-    assert sorted(applied) == [str(v) for v in range(1, latest_version() + 1)]  # each applied exactly once
+    assert sorted(applied, key=int) == [str(v) for v in range(1, latest_version() + 1)]  # each applied exactly once
     conn = _open(path)
     try:
         assert schema_version(conn) == latest_version()
