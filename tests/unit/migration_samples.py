@@ -396,7 +396,7 @@ _AGENT_OPS_ROWS = [
                        "kind": "files", "state": "open", "base_point": None, "point": None, "files": 0,
                        "bytes_scanned": 0, "bytes_sent": 5, "error": None, "started_at": 6.0, "finished_at": None,
                        "image": None, "consistency": None, "phase": "sending", "files_done": 2, "files_total": 9,
-                       "bytes_done": 5, "bytes_total": 50, "progress_at": 7.0}),
+                       "bytes_done": 5, "bytes_total": 50, "phase_started_at": 6.5, "progress_at": 7.0}),
     Row("agent_auth_failures", {"id": 1, "address": "192.0.2.44", "at": 8.0}),
 ]  # fmt: skip
 

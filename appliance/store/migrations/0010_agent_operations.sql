@@ -16,6 +16,7 @@ ALTER TABLE agent_jobs ADD COLUMN files_done INTEGER;
 ALTER TABLE agent_jobs ADD COLUMN files_total INTEGER;
 ALTER TABLE agent_jobs ADD COLUMN bytes_done INTEGER;
 ALTER TABLE agent_jobs ADD COLUMN bytes_total INTEGER;
+ALTER TABLE agent_jobs ADD COLUMN phase_started_at REAL; -- when the agent reported the phase first (for the ETA)
 ALTER TABLE agent_jobs ADD COLUMN progress_at REAL;      -- when the agent last reported progress
 
 CREATE TABLE agent_auth_failures (
