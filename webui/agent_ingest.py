@@ -6,6 +6,7 @@ Outside the browser session and CSRF gate (webui/identity.py lets ``/agent/`` th
 
 from __future__ import annotations
 
+import errno
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from appliance.clients import browse, download, points
 from appliance.clients.errors import BrowseSessionNotFound
 from appliance.ingest import PROTOCOL_VERSION, credentials, jobs, manifest
 from appliance.ingest.credentials import Credential
-from appliance.ingest.errors import AgentUnauthorized, ProtocolError
+from appliance.ingest.errors import AgentUnauthorized, ClientOutOfSpace, ProtocolError
 from appliance.ingest.files import MAX_PART, Area
 from appliance.system.errors import BulwarkError
 from webui import state
@@ -47,6 +48,15 @@ def error(exc: BulwarkError) -> Response:
     if isinstance(exc, AgentUnauthorized):
         resp.headers["WWW-Authenticate"] = "BulwarkAgent"
     return resp
+
+
+@bp.errorhandler(OSError)
+def os_error(exc: OSError) -> Response:
+    """A full pool or quota while content is written: a clear error (what arrived stays, no point changes)."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise exc
+    cred = g.get("agent")
+    return error(ClientOutOfSpace(cred.client if cred is not None else "?", exc.strerror))
 
 
 def _agent() -> Credential:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.system.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from appliance.system.errors import Conflict, InvalidInput, NotFound, OutOfSpace, PermissionDenied
 
 
 class AgentUnauthorized(PermissionDenied):
@@ -75,3 +75,13 @@ class ImageNotFound(NotFound):
 
     code = "image_not_found"
     hint = "List the client's images with 'bulwark-agent status'; make one with 'bulwark-agent image-backup'."
+
+
+class ClientOutOfSpace(OutOfSpace):
+    """No space left on the appliance for client {} ({})."""
+
+    code = "out_of_space"
+    hint = (
+        "Raise the client's quota ('bulwark client set CLIENT --quota SIZE') or free space on the pool, then run "
+        "the backup again; what already arrived is kept and no recovery point was changed."
+    )

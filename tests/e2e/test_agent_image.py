@@ -28,6 +28,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory, zfs_daemon: object) -> Iterator[Appliance]:
     with agent_appliance(tmp_path_factory.mktemp("agent-image")) as running:
+        running.cli("client", "add", "tight", "--kind", "agent", "--quota", "64M")
         yield running
 
 
@@ -277,3 +278,25 @@ def test_several_agents_at_once(appliance: Appliance, tmp_path: Path) -> None:
         back = tmp_path / f"{key}.back"
         agent_json(states[key], "image-restore", "--point", got[key]["point"], str(back))
         assert filecmp.cmp(disk, back, shallow=False)
+
+
+def test_a_full_quota_is_a_clear_error_and_changes_no_point(appliance: Appliance, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(appliance, "tight", state)
+    small = tmp_path / "small.raw"
+    small.write_bytes(os.urandom(8 * MIB))
+    first = agent_json(state, "image-backup", str(small), "--name", "small")
+    before = image_points(state)
+    big = tmp_path / "big.raw"
+    big.write_bytes(os.urandom(80 * MIB))
+    refused = agent(state, "image-backup", str(big), "--name", "big", ok_codes=(1,))
+    assert "No space left on the appliance for client tight" in refused.err and "--quota" in refused.err
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(80 * MIB))
+    refused = agent(state, "backup", str(src), ok_codes=(1,))
+    assert "No space left on the appliance for client tight" in refused.err
+    assert image_points(state) == before  # no point made, none lost
+    back = tmp_path / "back.raw"
+    agent_json(state, "image-restore", "--point", first["point"], str(back))
+    assert filecmp.cmp(small, back, shallow=False)
