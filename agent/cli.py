@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, backup, image, restore, state
+from agent import __version__, backup, image, policy, restore, state
 from agent.transport import AgentError, Connection
 
 MALFORMED = ("the enrollment code is malformed", "copy it again from 'bulwark client enroll-code'")
@@ -50,9 +50,11 @@ def cmd_enroll(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_backup(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.paths:
-        raise AgentError("no paths to back up", "give the directories to protect, e.g. bulwark-agent backup /home")
-    report = backup.run(args.state_dir, backup.check_paths(args.paths), bwlimit=args.bwlimit * 1024, quiet=args.json)
+    settings = policy.fetch(state.load_enrollment(args.state_dir))  # the appliance's paths, limit and window
+    paths = policy.paths(args.paths, settings)
+    policy.check_window(settings)
+    limit = policy.bwlimit(args.bwlimit, settings)
+    report = backup.run(args.state_dir, backup.check_paths(paths), bwlimit=limit, quiet=args.json)
     return report.to_dict()
 
 
@@ -61,12 +63,14 @@ def cmd_restore(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_image_backup(args: argparse.Namespace) -> dict[str, Any]:
+    settings = policy.fetch(state.load_enrollment(args.state_dir))
+    policy.check_window(settings)
     return image.backup(
         args.state_dir,
         args.source,
         name=args.name,
         require_consistent=args.require_consistent,
-        bwlimit=args.bwlimit * 1024,
+        bwlimit=policy.bwlimit(args.bwlimit, settings),
         quiet=args.json,
     )
 
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname", help="the name shown on the appliance (default: this machine's)")
     p.set_defaults(handler=cmd_enroll)
     p = sub.add_parser("backup", help="back up files: only what changed is sent")
-    p.add_argument("paths", nargs="*")
+    p.add_argument("paths", nargs="*", help="default: the client's paths set on the appliance")
     p.add_argument("--bwlimit", type=int, default=0, metavar="KIB_PER_S", help="bandwidth limit (0: none)")
     p.set_defaults(handler=cmd_backup)
     p = sub.add_parser("restore", help="restore files of a recovery point, verified by hash")
@@ -137,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.handler(args)
     except AgentError as exc:
         sys.stderr.write(f"bulwark-agent: error: {exc}\n")
+        if exc.code in policy.RETRY_LATER:
+            return policy.TEMPFAIL
         return 2 if exc.status in (401, 403) else 1
     except (OSError, KeyboardInterrupt) as exc:
         sys.stderr.write(f"bulwark-agent: error: {exc}\n")

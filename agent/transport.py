@@ -13,6 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 PROTOCOL = 1
+RATE_LIMIT_RETRIES = 20
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.1, float(value or "1"))
+    except ValueError:
+        return 1.0
 
 
 class AgentError(Exception):
@@ -91,6 +99,7 @@ class Connection:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
         stream: bool = False,
+        _waited: int = 0,
     ) -> Any:
         hdrs = {"Bulwark-Protocol": str(PROTOCOL), **(headers or {})}
         if self.credential:
@@ -119,6 +128,10 @@ class Connection:
             decoded = {}
         if resp.status >= 400:
             err = decoded.get("error", {}) if isinstance(decoded, dict) else {}
+            if resp.status == 429 and err.get("code") == "rate_limited" and _waited < RATE_LIMIT_RETRIES:
+                # Too many requests of this agent at once: nothing was done, so the same request goes again.
+                time.sleep(min(_retry_after(resp.getheader("Retry-After")), 30.0))
+                return self.request(method, path, body, raw=raw, headers=headers, stream=stream, _waited=_waited + 1)
             raise AgentError(
                 err.get("message", f"the appliance answered {resp.status}"),
                 err.get("hint", ""),

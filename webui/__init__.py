@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from webui import (
         account,
         agent_ingest,
+        agents,
         api,
         audit,
         auth,
@@ -82,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         offsite.bp,
         disks.bp,
         agent_ingest.bp,
+        agents.bp,
         smb.bp,
     ):
         app.register_blueprint(blueprint)

@@ -15,9 +15,9 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from appliance.clients import browse, download, points
 from appliance.clients.errors import BrowseSessionNotFound
-from appliance.ingest import PROTOCOL_VERSION, credentials, jobs, manifest
+from appliance.ingest import PROTOCOL_VERSION, agent_settings, credentials, jobs, limits, manifest
 from appliance.ingest.credentials import Credential
-from appliance.ingest.errors import AgentUnauthorized, ClientOutOfSpace, ProtocolError
+from appliance.ingest.errors import AgentUnauthorized, ClientOutOfSpace, EnrollCodeInvalid, ProtocolError
 from appliance.ingest.files import MAX_PART, Area
 from appliance.system.errors import BulwarkError
 from webui import state
@@ -33,6 +33,7 @@ def authenticate() -> None:
     version = request.headers.get("Bulwark-Protocol", str(PROTOCOL_VERSION))
     if version != str(PROTOCOL_VERSION):
         raise ProtocolError(f"this appliance speaks protocol {PROTOCOL_VERSION}, the agent sent {version[:16]!r}")
+    limits.check_address(state.store(), request.remote_addr or "")  # 429 after too many failures
     if request.endpoint == "agent.enroll":
         return
     g.agent = credentials.authenticate(state.store(), request.headers.get("Authorization", ""))
@@ -47,6 +48,8 @@ def error(exc: BulwarkError) -> Response:
     resp.status_code = exc.http_status
     if isinstance(exc, AgentUnauthorized):
         resp.headers["WWW-Authenticate"] = "BulwarkAgent"
+    if isinstance(exc, AgentUnauthorized | EnrollCodeInvalid):
+        limits.record_failure(state.store(), request.remote_addr or "")
     return resp
 
 
@@ -93,7 +96,8 @@ def enroll() -> Any:
 @requires(PUBLIC)
 def hello() -> Any:
     cred = _agent()
-    return jsonify({"protocol": PROTOCOL_VERSION, "client": cred.client, "agent_id": cred.id})
+    settings = agent_settings.for_agent(state.store(), cred.client)
+    return jsonify({"protocol": PROTOCOL_VERSION, "client": cred.client, "agent_id": cred.id, "settings": settings})
 
 
 @bp.post("/jobs")
@@ -236,4 +240,4 @@ def close_restore(session_id: str) -> Any:
     return jsonify({"closed": session.id})
 
 
-from webui import agent_images  # noqa: E402,F401  (its routes sit on this blueprint)
+from webui import agent_images, agent_ops  # noqa: E402,F401  (their routes and hooks sit on this blueprint)

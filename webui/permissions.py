@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys.manage": frozenset({ADMIN}),  # offsite data keys: create, rotate, download the recovery kit
     "offsite.manage": frozenset({ADMIN}),  # offsite targets and each client's replication policy
     "disks.replace": frozenset({ADMIN}),  # the guided disk replacement: bay LEDs and zpool replace
+    "agents.manage": frozenset({ADMIN}),  # backup agents: enrollment codes and revoking credentials
     # Each area adds its permissions together with the views that use them (a test checks that every
     # entry here is used), e.g. "clients.manage": STAFF, "clients.destroy": {ADMIN}, "restore.run": STAFF,
     # "alerts.ack": STAFF, "keys.manage": {ADMIN}, "network.manage": {ADMIN}.

@@ -30,6 +30,7 @@ from appliance.jobs import queue
 from appliance.samba import shares as smb_shares
 from appliance.store import Store
 from appliance.system.runner import local_runner
+from tests.agent_ops_helpers import walk_argument as agent_walk_argument
 from tests.alert_web_helpers import ALERT_ARGUMENTS, fill_alert_argument
 from tests.unit.conftest import PASSWORDS, ROLE_USERS, ApplianceDir
 from tests.unit.web import Web, location, text
@@ -92,6 +93,8 @@ class Walk:
                 values[name] = next((d.name for d in inventory.scan() if d.kind != "loop"), "loop0")
             elif name in ("digest", "session_id"):  # the agent protocol (/agent/v1): refused without a credential
                 values[name] = "0" * 64
+            elif name in ("agent_id", "agent_job"):  # a backup agent's credential or job (tests/agent_ops_helpers.py)
+                values[name] = agent_walk_argument(self.db, name)
             elif name in ALERT_ARGUMENTS:  # an alert, a channel, a report's client… (tests/alert_web_helpers.py)
                 values[name] = fill_alert_argument(self.db, name)
             else:
@@ -277,6 +280,7 @@ def test_the_table_is_the_one_agreed() -> None:
         "keys.manage": ["admin"],
         "offsite.manage": ["admin"],
         "disks.replace": ["admin"],
+        "agents.manage": ["admin"],
     }
 
 

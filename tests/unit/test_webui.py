@@ -224,6 +224,13 @@ CSRF_CASES = [
     ("/api/v1/clients/<string(maxlength=32):name>/smb", "PATCH"),
     ("/api/v1/clients/<string(maxlength=32):name>/smb/password", "POST"),
     ("/api/v1/clients/<string(maxlength=32):name>/smb/trigger", "POST"),
+    # Backup agents: enrollment codes, revocation, agent settings.
+    ("/clients/<string(maxlength=32):name>/agents/enroll-code", "POST"),
+    ("/clients/<string(maxlength=32):name>/agents/<string(maxlength=32):agent_id>/revoke", "POST"),
+    ("/clients/<string(maxlength=32):name>/agents/settings", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/agents/enroll-codes", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/agents/<string(maxlength=32):agent_id>/revoke", "POST"),
+    ("/api/v1/clients/<string(maxlength=32):name>/agent-settings", "PATCH"),
 ]
 
 # What each form would send (it would change something if the token were there).
@@ -256,6 +263,8 @@ FORMS = {
     "/api/v1/disks/<disk>/selftest": {"kind": "short"},
     "/disks/replace": {"old": "/dev/sdz", "new": "/dev/sdy", "confirm": "yes"},
     "/disks/replace/led": {"old": "/dev/sdz", "action": "locate_on"},
+    "/clients/<string(maxlength=32):name>/agents/settings": {"paths": "/etc", "bwlimit": "100", "window": ""},
+    "/api/v1/clients/<string(maxlength=32):name>/agent-settings": {"paths": ["/etc"], "bwlimit_kibps": 100},
 }
 
 
@@ -273,6 +282,7 @@ def _concrete(rule: str, job_id: int, token_id: int) -> str:
         .replace("<int:schedule_id>", "1")
         .replace("<client>", "acme")
         .replace("<disk>", "sda")
+        .replace("<string(maxlength=32):agent_id>", "ag-0011223344556677")
     )
 
 

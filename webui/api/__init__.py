@@ -96,6 +96,7 @@ def error_response(exc: BulwarkError) -> Any:
 
 def init_app(app: Flask) -> None:
     from webui.api import (  # noqa: F401  (register the routes)
+        routes_agents,
         routes_alerts,
         routes_browse,
         routes_clients,
