@@ -271,6 +271,8 @@ OWN_MODULES += ("/api/v1/offsite",)
 OWN_MODULES += ("/api/v1/disks",)
 # SMB shares (a real smbd under bulwark run): tests/e2e/test_smb_flow.py.
 OWN_MODULES += ("/api/v1/smb",)
+# Backup agents' jobs (and their clients' agents and settings): tests/unit/test_agent_ops_web.py.
+OWN_MODULES += ("/api/v1/agent-jobs",)
 
 
 def test_happy_paths_cover_every_api_route(app: Flask) -> None:
