@@ -68,3 +68,5 @@ def test_agent_unit_runs_a_backup():
     [exec_line] = [line for line in text.splitlines() if line.startswith("ExecStart=")]
     argv = exec_line.removeprefix("ExecStart=").split()
     assert argv[0] == "/usr/bin/bulwark-agent" and "backup" in argv
+    assert "SuccessExitStatus=75" in text  # outside the backup window: the timer simply tries again
+    assert "EnvironmentFile=-/etc/default/bulwark-agent" in text  # paths may come from the appliance
