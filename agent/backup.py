@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -19,6 +21,14 @@ PART = 8 * 1024 * 1024
 PACK_ITEM = 1024 * 1024  # contents up to this size travel in packs
 PACK_BYTES = 8 * 1024 * 1024
 DELTA_MAX = 12 * 1024 * 1024  # more changed blocks than this: the whole content is sent
+STREAMS = 2  # uploads at once, each on its own connection: reading, compressing and the appliance's writes overlap
+SAMPLE = 16 * 1024  # compression is tried on a few samples of a part before the whole of it
+PACED = 64 * 1024  # the smallest message under a bandwidth limit
+
+
+def _message_size(largest: int, bwlimit: int) -> int:
+    """Under a bandwidth limit a message carries about a quarter second's worth, so the pace stays even."""
+    return max(PACED, min(largest, bwlimit // 4)) if bwlimit else largest
 
 
 @dataclass
@@ -36,22 +46,81 @@ class Report:
         return dict(self.__dict__)
 
 
+_local = threading.local()
+
+
+def _compressed(data: bytes, headers: dict[str, str]) -> bytes:
+    """``data`` as zstd (level 1) when that saves 10 % or more, sampled first so random data costs little."""
+    if not data:
+        return data
+    compressor = getattr(_local, "zstd", None)
+    if compressor is None:
+        compressor = _local.zstd = zstandard.ZstdCompressor(level=1)
+    if len(data) > 8 * SAMPLE:
+        step = len(data) // 4
+        sample = b"".join(data[i * step : i * step + SAMPLE] for i in range(4))
+        if len(compressor.compress(sample)) > len(sample) * 0.9:
+            return data
+    packed = compressor.compress(data)
+    if len(packed) < len(data) * 0.9:
+        headers["Content-Encoding"] = "zstd"
+        return packed
+    return data
+
+
+class Progress:
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet = total, quiet
+        self.done = 0
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, count: int) -> None:
+        with self.lock:
+            self.done += count
+            now = time.monotonic()
+            if not self.quiet and (now - self.last > 1 or self.done >= self.total):
+                self.last = now
+                pct = 100 * self.done / self.total if self.total else 100
+                sys.stderr.write(f"\rsending {self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB ({pct:.0f}%)")
+                sys.stderr.flush()
+
+
+class Streams:
+    """One connection per sending thread, each with its share of the bandwidth limit."""
+
+    def __init__(self, enrolled: dict[str, Any], bwlimit: int) -> None:
+        self.enrolled, self.bwlimit = enrolled, bwlimit
+        self.local = threading.local()
+        self.made: list[Connection] = []
+        self.lock = threading.Lock()
+
+    def conn(self) -> Connection:
+        conn: Connection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            e = self.enrolled
+            conn = self.local.conn = Connection(e["server"], e["fingerprint"], e["credential"], self.bwlimit // STREAMS)
+            with self.lock:
+                self.made.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.made:
+            conn.close()
+
+
 def _send(conn: Connection, job: str, digest: str, local: str, size: int, start: int, progress: Any) -> int:
     """Send one content from ``start``; returns the bytes put on the wire."""
     sent = 0
-    compressor = zstandard.ZstdCompressor(level=1)
+    part = _message_size(PART, conn.bwlimit)
     with open(local, "rb") as fh:
         fh.seek(start)
         offset = start
         while True:
-            data = fh.read(PART)
+            data = fh.read(part)
             final = offset + len(data) >= size or not data
             headers = {"Bulwark-Size": str(size), "Content-Type": "application/octet-stream"}
-            body = data
-            packed = compressor.compress(data) if data else b""
-            if data and len(packed) < len(data) * 0.9:
-                body = packed
-                headers["Content-Encoding"] = "zstd"
+            body = _compressed(data, headers)
             query = f"?offset={offset}" + ("&final=1" if final else "")
             conn.request("PUT", f"/jobs/{job}/content/{digest}{query}", raw=body, headers=headers)
             sent += len(body)
@@ -67,67 +136,116 @@ def _changed_blocks(old: str, new: str) -> list[int]:
 
 
 def _send_delta(conn: Connection, job: str, entry: dict[str, Any], local: str, changed: list[int]) -> int:
-    """Only the changed 1 MiB blocks of a large file; the appliance rebuilds it from its previous version."""
+    """Only the changed 1 MiB blocks of a large file; the appliance lays them over its previous version."""
     parts = []
     with open(local, "rb") as fh:
         for index in changed:
             fh.seek(index * scan.CHUNK)
             data = fh.read(scan.CHUNK)
             parts.append(index.to_bytes(8, "big") + len(data).to_bytes(4, "big") + data)
-    body = b"".join(parts)
     headers = {"Bulwark-Size": str(entry["size"]), "Content-Type": "application/octet-stream"}
-    packed = zstandard.ZstdCompressor(level=1).compress(body)
-    if len(packed) < len(body) * 0.9:
-        body = packed
-        headers["Content-Encoding"] = "zstd"
+    body = _compressed(b"".join(parts), headers)
     base = urllib.parse.quote(entry["path"])
     conn.request("PUT", f"/jobs/{job}/delta/{entry['hash']}?base={base}", raw=body, headers=headers)
     return len(body)
 
 
-def _send_packs(conn: Connection, job: str, items: list[tuple[str, str, int]], progress: Any) -> int:
+def _packs(items: list[tuple[str, str, int]], limit: int) -> list[list[tuple[str, str, int]]]:
+    """Small contents grouped into packs of at most ``limit`` bytes (or one content)."""
+    out: list[list[tuple[str, str, int]]] = []
+    raw = limit
+    for item in items:
+        if raw + 72 + item[2] > limit:
+            out.append([])
+            raw = 0
+        out[-1].append(item)
+        raw += 72 + item[2]
+    return out
+
+
+def _send_pack(conn: Connection, job: str, items: list[tuple[str, str, int]], progress: Any) -> int:
     """Small contents several to a message (fewer round trips), zstd when it pays."""
-    sent = 0
-    batch: list[bytes] = []
-    raw = 0
-
-    def flush() -> int:
-        body = b"".join(batch)
-        headers = {"Content-Type": "application/octet-stream"}
-        packed = zstandard.ZstdCompressor(level=1).compress(body)
-        if len(packed) < len(body) * 0.9:
-            body = packed
-            headers["Content-Encoding"] = "zstd"
-        conn.request("PUT", f"/jobs/{job}/pack", raw=body, headers=headers)
-        batch.clear()
-        return len(body)
-
+    batch = []
     for digest, local, size in items:
         with open(local, "rb") as fh:
             data = fh.read(size + 1)
         if len(data) != size:
             raise AgentError(f"{local} changed while it was backed up", "run the backup again")
-        if raw + 72 + size > PACK_BYTES and batch:
-            sent += flush()
-            raw = 0
         batch.append(digest.encode() + size.to_bytes(8, "big") + data)
-        raw += 72 + size
-        progress(size)
-    if batch:
-        sent += flush()
-    return sent
+    headers = {"Content-Type": "application/octet-stream"}
+    body = _compressed(b"".join(batch), headers)
+    conn.request("PUT", f"/jobs/{job}/pack", raw=body, headers=headers)
+    progress(sum(size for _, _, size in items))
+    return len(body)
+
+
+def _upload(
+    streams: Streams,
+    job: str,
+    found: scan.Scan,
+    base: dict[str, dict[str, Any]],
+    missing: list[str],
+    partial: dict[str, int],
+    progress: Progress,
+) -> int:
+    """Everything the appliance lacks, on STREAMS connections at once: deltas first (a delta the appliance
+    cannot use is sent whole after all), then the other contents largest first, then the packs."""
+    by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
+    wanted = set(missing)
+    deltas = {}
+    for e in found.entries:
+        if e["type"] == "f" and e["hash"] in wanted and e.get("blocks") and e["path"] in base:
+            changed = _changed_blocks(base[e["path"]]["blocks"], e["blocks"])
+            if len(changed) * scan.CHUNK <= DELTA_MAX:
+                deltas[e["hash"]] = (e, changed)
+
+    def delta(digest: str) -> int:
+        e, changed = deltas[digest]
+        try:
+            sent = _send_delta(streams.conn(), job, e, found.local[e["path"]], changed)
+        except AgentError as exc:  # the previous version is not on the appliance as it was: send it whole
+            if exc.code not in ("protocol_error", "content_mismatch"):
+                raise
+            local, size = by_hash[digest]
+            return _send(streams.conn(), job, digest, local, size, partial.get(digest, 0), progress)
+        progress(by_hash[digest][1] - partial.get(digest, 0))
+        return sent
+
+    def pack(items: list[tuple[str, str, int]]) -> int:
+        return _send_pack(streams.conn(), job, items, progress)
+
+    def whole(digest: str) -> int:
+        local, size = by_hash[digest]
+        return _send(streams.conn(), job, digest, local, size, partial.get(digest, 0), progress)
+
+    pack_bytes = _message_size(PACK_BYTES, streams.bwlimit // STREAMS)
+    small = [d for d in missing if by_hash[d][1] <= PACK_ITEM and d not in partial and d not in deltas]
+    large = sorted(
+        (d for d in missing if d not in deltas and d not in small), key=lambda d: by_hash[d][1], reverse=True
+    )
+    with concurrent.futures.ThreadPoolExecutor(max_workers=STREAMS) as pool:
+        futures = [pool.submit(delta, d) for d in deltas]
+        futures += [pool.submit(whole, d) for d in large]
+        futures += [pool.submit(pack, items) for items in _packs([(d, *by_hash[d]) for d in small], pack_bytes)]
+        try:
+            return sum(f.result() for f in futures)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = False) -> Report:
     began = time.monotonic()
     enrolled = state.load_enrollment(state_dir)
-    conn = Connection(enrolled["server"], enrolled["fingerprint"], enrolled["credential"], bwlimit)
+    streams = Streams(enrolled, bwlimit)
     try:
         cache = state.load_cache(state_dir)
         found = scan.scan(paths, cache)
         state.save_cache(state_dir, cache)
         for skipped in found.skipped:
             sys.stderr.write(f"bulwark-agent: skipped {skipped} (not a file, directory or symlink)\n")
+        conn = streams.conn()
         opened = conn.request("POST", "/jobs", {"kind": "files"})
         job = opened["job"]
         hashes = sorted({e["hash"] for e in found.entries if e["type"] == "f"})
@@ -135,44 +253,10 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         missing: list[str] = answer["missing"]
         partial: dict[str, int] = answer["partial"]
         by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
-        total = sum(by_hash[d][1] - partial.get(d, 0) for d in missing)
-        done = [0]
-        last = [0.0]
-
-        def progress(count: int) -> None:
-            done[0] += count
-            now = time.monotonic()
-            if not quiet and (now - last[0] > 1 or done[0] >= total):
-                last[0] = now
-                pct = 100 * done[0] / total if total else 100
-                sys.stderr.write(f"\rsending {done[0] / 1e6:.1f} of {total / 1e6:.1f} MB ({pct:.0f}%)")
-                sys.stderr.flush()
-
+        progress = Progress(sum(by_hash[d][1] - partial.get(d, 0) for d in missing), quiet)
         base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
-        sent = 0
-        deltas = {}
-        for e in found.entries:
-            if e["type"] == "f" and e["hash"] in missing and e.get("blocks") and e["path"] in base:
-                changed = _changed_blocks(base[e["path"]]["blocks"], e["blocks"])
-                if len(changed) * scan.CHUNK <= DELTA_MAX:
-                    deltas[e["hash"]] = (e, changed)
-        delivered = set()
-        for digest, (e, changed) in deltas.items():
-            try:
-                sent += _send_delta(conn, job, e, found.local[e["path"]], changed)
-            except AgentError as exc:  # the previous version is gone on the appliance: send it whole below
-                if exc.code != "protocol_error":
-                    raise
-                continue
-            delivered.add(digest)
-            progress(by_hash[digest][1] - partial.get(digest, 0))
-        small = [d for d in missing if by_hash[d][1] <= PACK_ITEM and d not in partial]
-        for digest in missing:
-            if digest not in small and digest not in delivered:
-                local, size = by_hash[digest]
-                sent += _send(conn, job, digest, local, size, partial.get(digest, 0), progress)
-        sent += _send_packs(conn, job, [(d, *by_hash[d]) for d in small], progress)
-        if not quiet and total:
+        sent = _upload(streams, job, found, base, missing, partial, progress)
+        if not quiet and progress.total:
             sys.stderr.write("\n")
         for _ in range(3):
             try:
@@ -199,7 +283,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             time.monotonic() - began,
         )
     finally:
-        conn.close()
+        streams.close()
 
 
 def check_paths(paths: list[str]) -> list[str]:

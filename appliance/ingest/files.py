@@ -1,12 +1,14 @@
 """The client's ``files`` dataset as the agent fills it.
 
 The tree lives at the dataset's root; the appliance's own state sits in ``.bulwark/``: ``manifest.json`` (the
-manifest of the tree as last committed, so every recovery point carries its own), ``staging/<blake3>`` (content
-that arrived for a job not committed yet — kept across interrupted jobs so nothing is sent twice) and ``tmp/``.
-A commit first gathers every needed content into staging (from what arrived, or from the tree itself, each
-verified by hash), then makes the tree match the manifest exactly, writes the manifest and empties staging.
-Every step can be repeated after a crash: the tree is made to match again and no recovery point exists until
-the job's commit has finished.
+manifest of the tree as last committed, so every recovery point carries its own), ``staging/`` (content that
+arrived for a job not committed yet, each verified by BLAKE3 as it arrived — ``<blake3>`` whole contents and
+``<blake3>.delta`` changed blocks of a large file — kept across interrupted jobs so nothing is sent twice),
+``tmp/`` and, while a commit changes the tree, the mark ``applying``.
+A commit first makes sure every needed content is at hand (in the tree already, staged, or copied from elsewhere
+in the tree and verified by hash), then makes the tree match the manifest (see :mod:`appliance.ingest.tree`),
+writes the manifest and empties staging. Every step can be repeated after a crash: the tree is made to match
+again and no recovery point exists until the job's commit has finished.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from typing import IO
 import blake3
 import zstandard
 
-from appliance.clients.errors import UnsafePath
-from appliance.ingest import manifest
+from appliance.ingest import delta, manifest, tree
 from appliance.ingest.errors import ContentMismatch, ProtocolError
 from appliance.ingest.manifest import Entry
 
 CHUNK = 1024 * 1024
 MAX_PART = 16 * 1024 * 1024  # one PUT carries at most this much content
+_READY: set[Path] = set()  # areas whose directories this process has made sure of
 
 
 class Area:
@@ -41,8 +43,12 @@ class Area:
         self.staging = self.meta / "staging"
         self.tmp = self.meta / "tmp"
         self.manifest_path = self.meta / "manifest.json"
-        for d in (self.meta, self.staging, self.tmp):
-            d.mkdir(mode=0o700, exist_ok=True)
+        self.applying = self.meta / "applying"  # present while a commit changes the tree
+        self.plan: tree.Plan | None = None
+        if root not in _READY or not self.staging.is_dir():
+            for d in (self.meta, self.staging, self.tmp):
+                d.mkdir(mode=0o700, exist_ok=True)
+            _READY.add(root)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -60,12 +66,15 @@ class Area:
         path = root / manifest.RESERVED / "manifest.json"
         if not path.exists():
             return []
-        return manifest.to_json(manifest.parse(json.loads(path.read_text())))
+        return manifest.to_json(manifest.from_stored(json.loads(path.read_text())))
 
     def load_manifest(self) -> list[Entry]:
-        if not self.manifest_path.exists():
+        """The manifest of the last commit (written by this appliance after checking every entry)."""
+        try:
+            raw = self.manifest_path.read_bytes()
+        except FileNotFoundError:
             return []
-        return manifest.parse(json.loads(self.manifest_path.read_text()))
+        return manifest.from_stored(json.loads(raw))
 
     # -- content ----------------------------------------------------------------------------------
 
@@ -75,22 +84,28 @@ class Area:
     def partial(self, digest: str) -> Path:
         return self.staging / f"{manifest.check_hash(digest)}.part"
 
+    def staged_names(self) -> set[str]:
+        return set(os.listdir(self.staging))
+
     def have(self, digests: Iterable[str], base: list[Entry]) -> tuple[list[str], dict[str, int]]:
-        """Of ``digests``: those neither staged nor in the base tree, and how much of each already arrived."""
+        """Of ``digests``: those neither staged (whole or as a delta) nor in the base tree, and how much of each
+        already arrived."""
         known = {e.hash for e in base if e.type == "f"}
+        names = self.staged_names()
         missing, partial = [], {}
         for digest in dict.fromkeys(manifest.check_hash(d) for d in digests):
-            if digest in known or self.staged(digest).exists():
+            if digest in known or digest in names or digest + delta.SUFFIX in names:
                 continue
             missing.append(digest)
-            part = self.partial(digest)
-            if part.exists():
-                partial[digest] = part.stat().st_size
+            if digest + ".part" in names:
+                with contextlib.suppress(FileNotFoundError):
+                    partial[digest] = self.partial(digest).stat().st_size
         return missing, partial
 
     def receive(self, digest: str, offset: int, total: int, final: bool, body: IO[bytes], encoding: str) -> int:
         """Append one part of ``digest``'s content at ``offset``; on the final part verify size and hash and
-        stage it. Returns the bytes now held. A lie (too much data, wrong size or hash) discards the part."""
+        stage it. Returns the bytes now held. A lie (too much data, wrong size or hash) discards the part.
+        The part is hashed as it is written; only the bytes of earlier parts are read back, once."""
         if self.staged(digest).exists():
             return total
         part = self.partial(digest)
@@ -102,8 +117,11 @@ class Area:
             reader = zstandard.ZstdDecompressor().stream_reader(body)
         elif encoding not in ("", "identity"):
             raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         written = offset
         with open(part, "r+b" if offset else "wb") as out:
+            if final and offset:
+                _hash_prefix(hasher, out.fileno(), offset)
             out.seek(offset)
             out.truncate()
             while True:
@@ -119,12 +137,14 @@ class Area:
                     part.unlink(missing_ok=True)
                     raise ContentMismatch(digest[:12] + "…", "more data than the size announced")
                 out.write(data)
+                if final:
+                    hasher.update(data)
         if not final:
             return written
         if written != total:
             part.unlink(missing_ok=True)
             raise ContentMismatch(digest[:12] + "…", f"{written} bytes arrived, {total} were announced")
-        if hash_file(part) != digest:
+        if hasher.hexdigest() != digest:
             part.unlink(missing_ok=True)
             raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")
         os.replace(part, self.staged(digest))
@@ -142,31 +162,42 @@ class Area:
             raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
         if len(body) > MAX_PART:
             raise ProtocolError(f"a pack holds at most {MAX_PART} bytes")
-        items: list[tuple[str, bytes]] = []
+        view = memoryview(body)
+        items: list[tuple[str, memoryview]] = []
         pos = 0
         while pos < len(body):
             if pos + 72 > len(body):
                 raise ProtocolError("a pack item is cut short")
             digest = manifest.check_hash(body[pos : pos + 64].decode("ascii", "replace"))
             size = int.from_bytes(body[pos + 64 : pos + 72], "big")
-            data = body[pos + 72 : pos + 72 + size]
+            data = view[pos + 72 : pos + 72 + size]
             if len(data) != size:
                 raise ContentMismatch(digest[:12] + "…", f"{len(data)} bytes arrived, {size} were announced")
             if blake3.blake3(data).hexdigest() != digest:
                 raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")
             items.append((digest, data))
             pos += 72 + size
+        names = self.staged_names()
         for digest, data in items:
+            if digest in names:
+                continue
             tmp = self.tmp / secrets.token_hex(8)
-            tmp.write_bytes(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
             os.replace(tmp, self.staged(digest))
+            names.add(digest)
         return [d for d, _ in items]
 
     def receive_delta(self, digest: str, size: int, base: Entry, body: bytes, encoding: str) -> int:
-        """A large file rebuilt from its previous version in the tree (``base``) and the changed 1 MiB blocks
-        sent: ``index (8 bytes, big-endian) | length (4 bytes) | data``, repeated, optionally zstd as a whole.
-        The result must have ``size`` bytes and the BLAKE3 ``digest``, else nothing is staged."""
-        if self.staged(digest).exists():
+        """A large file's changed 1 MiB blocks over its previous version in the tree (``base``):
+        ``index (8 bytes, big-endian) | length (4 bytes) | data``, repeated, optionally zstd as a whole. The file
+        they make must have the BLAKE3 ``digest`` (``size`` bytes), else nothing is staged; see
+        :mod:`appliance.ingest.delta`."""
+        names = self.staged_names()
+        if digest in names or digest + delta.SUFFIX in names:
             return 0
         if encoding == "zstd":
             try:
@@ -175,199 +206,157 @@ class Area:
                 raise ProtocolError(f"the zstd delta is damaged ({exc})") from exc
         elif encoding not in ("", "identity"):
             raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+        blocks = delta.parse(body, size)
         source = self.root / base.path
-        st = _lstat(source)
-        if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != base.size or not _inside_tree(self.root, source):
+        if not self._base_in_tree(base, check_hash=self.recovering()):
             raise ProtocolError(f"the previous version of {base.path!r} is not in the tree; send the whole content")
-        blocks = _delta_blocks(body, size)
-        tmp = self.tmp / secrets.token_hex(8)
-        shutil.copyfile(source, tmp)
-        with open(tmp, "r+b") as out:
-            for index, data in blocks:
-                out.seek(index * manifest.BLOCK)
-                out.write(data)
-            out.truncate(size)
-        if hash_file(tmp) != digest:
-            tmp.unlink()
+        if delta.overlay_hash(source, base.size, blocks, size) != digest:
             raise ContentMismatch(digest[:12] + "…", "the file rebuilt from the delta has another BLAKE3 hash")
-        os.replace(tmp, self.staged(digest))
+        delta.stage(self.staging, self.tmp, digest, base, size, blocks)
         return size
 
+    def _base_in_tree(self, base: Entry, check_hash: bool) -> bool:
+        """The tree holds ``base`` (a file of the last manifest) as that commit left it: size and mtime, and after
+        an interrupted commit its hash too."""
+        source = self.root / base.path
+        st = tree.lstat(source)
+        if (
+            st is None
+            or not stat.S_ISREG(st.st_mode)
+            or st.st_size != base.size
+            or not tree.same_mtime(st.st_mtime_ns, base.mtime_ns)
+            or not tree.inside_tree(self.root, source)
+        ):
+            return False
+        return not check_hash or hash_file(source) == base.hash
+
+    # -- the commit -------------------------------------------------------------------------------
+
+    def recovering(self) -> bool:
+        """True when the tree may differ from the last manifest: a commit was interrupted, or there is none."""
+        return self.applying.exists() or not self.manifest_path.exists()
+
     def gather(self, entries: list[Entry], base: list[Entry]) -> list[str]:
-        """Stage every content the manifest needs that is only in the tree; returns the hashes still missing."""
-        sources: dict[str, list[str]] = {}
-        for e in base + entries:
+        """Make sure every content the manifest needs is at hand and plan where each comes from; returns the
+        hashes still missing. A file equal to its base entry is in the tree by construction (the commit that
+        wrote it verified it) unless a commit was interrupted since: then it is hashed where it lies."""
+        plan = tree.Plan(recovery=self.recovering())
+        names = self.staged_names()
+        old = {e.path: e for e in base}
+        in_tree: dict[str, list[str]] = {}
+        for e in base:
             if e.type == "f":
-                sources.setdefault(e.hash, []).append(e.path)
-        missing = []
-        for digest in dict.fromkeys(e.hash for e in entries if e.type == "f"):
-            if self.staged(digest).exists():
+                in_tree.setdefault(e.hash, []).append(e.path)
+        missing: dict[str, None] = {}
+        for e in entries:
+            if e.type != "f":
                 continue
-            if not any(self._stage_from_tree(digest, p) for p in sources.get(digest, [])):
-                missing.append(digest)
-        return missing
+            prev = old.get(e.path)
+            if (
+                prev is not None
+                and prev.type == "f"
+                and (prev.hash, prev.size) == (e.hash, e.size)
+                and (not plan.recovery or self._base_in_tree(prev, check_hash=True))
+            ):
+                plan.sources[e.path] = tree.KEEP
+            elif e.hash in names:
+                plan.sources[e.path] = tree.STAGED
+            elif e.hash + delta.SUFFIX in names and self._delta_applies(e, prev, plan):
+                plan.sources[e.path] = tree.DELTA
+            elif any(self._stage_from_tree(e.hash, p) for p in in_tree.get(e.hash, [])):
+                plan.sources[e.path] = tree.STAGED
+                names.add(e.hash)
+            else:
+                missing[e.hash] = None
+        self.plan = plan
+        return list(missing)
+
+    def _delta_applies(self, e: Entry, prev: Entry | None, plan: tree.Plan) -> bool:
+        """A staged delta makes ``e`` only over the previous version it was checked against, at the same path."""
+        try:
+            found = delta.load(self.staging / f"{e.hash}{delta.SUFFIX}")
+        except (OSError, ValueError, KeyError):
+            return False
+        if (
+            found.base != e.path
+            or found.size != e.size
+            or prev is None
+            or prev.type != "f"
+            or prev.hash != found.base_hash
+            or not self._base_in_tree(prev, check_hash=plan.recovery)
+        ):
+            return False
+        plan.deltas[e.path] = found
+        return True
 
     def _stage_from_tree(self, digest: str, rel: str) -> bool:
+        """A copy of a file of the tree staged under its hash (a renamed or copied file), verified as it is
+        copied."""
         path = self.root / rel
         try:
-            if not _inside_tree(self.root, path) or not stat.S_ISREG(os.lstat(path).st_mode):
+            if not tree.inside_tree(self.root, path) or not stat.S_ISREG(os.lstat(path).st_mode):
                 return False
         except OSError:
             return False
         tmp = self.tmp / secrets.token_hex(8)
-        shutil.copyfile(path, tmp, follow_symlinks=False)
-        if hash_file(tmp) != digest:
+        h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        with open(path, "rb") as src, open(tmp, "wb") as out:
+            while data := src.read(4 * CHUNK):
+                h.update(data)
+                out.write(data)
+        if h.hexdigest() != digest:
             tmp.unlink()
             return False
         os.replace(tmp, self.staged(digest))
         return True
 
-    # -- the tree ---------------------------------------------------------------------------------
-
     def apply(self, entries: list[Entry], base: list[Entry]) -> None:
-        """Make the tree match ``entries`` exactly (content all staged: see :meth:`gather`)."""
-        wanted = {e.path: e for e in entries}
-        old = {e.path: e for e in base}
-        self._remove_unwanted(wanted)
-        uses: dict[str, int] = {}
-        for e in entries:
-            if e.type == "f" and not _unchanged(_lstat(self.root / e.path), e, old.get(e.path)):
-                uses[e.hash] = uses.get(e.hash, 0) + 1
-        real_dirs = {""}  # directories of this manifest seen to be real directories (never symlinks)
-        fresh: dict[str, os.stat_result | None] = {}
-        for e in entries:  # sorted: a parent comes before its children
-            path = self.root / e.path
-            if e.path.rpartition("/")[0] not in real_dirs and not _inside_tree(self.root, path.parent):
-                raise UnsafePath(e.path, "its parent leads outside the client's data")
-            current = _lstat(path)
-            fresh[e.path] = current
-            if e.type == "d":
-                if current is None:
-                    os.mkdir(path, 0o700)
-                    fresh[e.path] = None
-                if stat.S_ISDIR(os.lstat(path).st_mode):
-                    real_dirs.add(e.path)
-            elif e.type == "l":
-                if current is None or not stat.S_ISLNK(current.st_mode) or os.readlink(path) != e.target:
-                    tmp = self.tmp / secrets.token_hex(8)
-                    os.symlink(e.target, tmp)
-                    os.replace(tmp, path)
-                    fresh[e.path] = None
-            else:
-                unchanged = _unchanged(current, e, old.get(e.path))
-                if not unchanged:
-                    fresh[e.path] = None
-                    uses[e.hash] -= 1
-                    if uses[e.hash] == 0:  # its last use: moved, not copied (a rerun finds it in the tree)
-                        os.replace(self.staged(e.hash), path)
-                    else:
-                        tmp = self.tmp / secrets.token_hex(8)
-                        shutil.copyfile(self.staged(e.hash), tmp)
-                        os.replace(tmp, path)
-            if e.type != "d":
-                _set_meta(path, e, fresh[e.path])
-        for e in reversed(entries):  # directories last, deepest first: writing inside changes their mtime
-            if e.type == "d":
-                _set_meta(self.root / e.path, e, _lstat(self.root / e.path))
-
-    def _remove_unwanted(self, wanted: dict[str, Entry]) -> None:
-        for dirpath, dirnames, filenames in os.walk(self.root, topdown=True):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if not rel_dir:
-                dirnames[:] = [d for d in dirnames if d != manifest.RESERVED]
-                filenames = [f for f in filenames if f != manifest.RESERVED]
-            keep_dirs = []
-            for name in dirnames + filenames:
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                path = Path(dirpath) / name
-                st = os.lstat(path)
-                want = wanted.get(rel)
-                kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f"
-                if want is not None and want.type == kind:
-                    if kind == "d":
-                        keep_dirs.append(name)
-                    continue
-                if kind == "d":
-                    os.chmod(path, 0o700)
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            dirnames[:] = [d for d in dirnames if d in keep_dirs]
+        """Make the tree match ``entries`` exactly (after :meth:`gather` found every content)."""
+        assert self.plan is not None, "gather() first"
+        self.applying.touch()
+        tree.Applier(self.root, self.staging, self.tmp, self.plan).apply(entries, base)
 
     def finish(self, entries: list[Entry]) -> None:
-        """Record the committed manifest and drop staged content (the tree now holds it)."""
+        """Record the committed manifest, drop staged content (the tree now holds it) and clear the mark. On ZFS
+        a later write never survives a crash without the earlier ones, so no fsync is needed for that order;
+        the recovery point taken next writes everything out."""
         tmp = self.tmp / "manifest.json"
         with open(tmp, "w") as fh:
             json.dump(manifest.to_json(entries), fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, self.manifest_path)
         for d in (self.staging, self.tmp):
-            shutil.rmtree(d)
-            d.mkdir(mode=0o700)
+            _empty(d)
+        self.applying.unlink(missing_ok=True)
 
 
-def _delta_blocks(body: bytes, size: int) -> list[tuple[int, bytes]]:
-    out = []
-    pos = 0
-    while pos < len(body):
-        if pos + 12 > len(body):
-            raise ProtocolError("a delta block is cut short")
-        index = int.from_bytes(body[pos : pos + 8], "big")
-        length = int.from_bytes(body[pos + 8 : pos + 12], "big")
-        data = body[pos + 12 : pos + 12 + length]
-        if len(data) != length or length > manifest.BLOCK or index * manifest.BLOCK >= size:
-            raise ProtocolError("a delta block is malformed or lies outside the file")
-        out.append((index, data))
-        pos += 12 + length
-    return out
+def _empty(directory: Path) -> None:
+    for name in os.listdir(directory):
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
-def _unchanged(current: os.stat_result | None, e: Entry, prev: Entry | None) -> bool:
-    """The tree already holds this file's content (as of the last commit): only metadata may need setting."""
-    return (
-        current is not None
-        and stat.S_ISREG(current.st_mode)
-        and prev is not None
-        and prev.type == "f"
-        and prev.hash == e.hash
-        and current.st_size == e.size
-        and current.st_mtime_ns == prev.mtime_ns
-    )
+def _write_all(fd: int, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _inside_tree(root: Path, path: Path) -> bool:
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root + "/")
-
-
-def _set_meta(path: Path, e: Entry, current: os.stat_result | None) -> None:
-    """Owner, mode and mtime as the entry says; skipped when ``current`` (the untouched entry) has them all."""
-    if (
-        current is not None
-        and (current.st_uid, current.st_gid, current.st_mtime_ns) == (e.uid, e.gid, e.mtime_ns)
-        and (e.type == "l" or stat.S_IMODE(current.st_mode) == e.mode)
-    ):
-        return
-    if os.geteuid() == 0:
-        os.lchown(path, e.uid, e.gid)
-    if e.type != "l":
-        os.chmod(path, e.mode)
-    os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+def _hash_prefix(h: blake3.blake3, fd: int, length: int) -> None:
+    at = 0
+    while at < length:
+        data = os.pread(fd, min(8 * CHUNK, length - at), at)
+        if not data:
+            raise ProtocolError("the content that arrived earlier is shorter than its offset")
+        h.update(data)
+        at += len(data)
 
 
 def hash_file(path: Path) -> str:
-    h = blake3.blake3()
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+        while chunk := fh.read(8 * CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -129,5 +129,25 @@ def parse(raw: Any) -> list[Entry]:
     return sorted(entries, key=lambda e: e.path)
 
 
+def from_stored(raw: list[dict[str, Any]]) -> list[Entry]:
+    """A manifest this appliance wrote itself after :func:`parse` accepted it: read back without checking every
+    entry again (a few million entries would take seconds)."""
+    return [
+        Entry(
+            r["path"],
+            r["type"],
+            r["mode"],
+            r["uid"],
+            r["gid"],
+            r["mtime_ns"],
+            r.get("size", 0),
+            r.get("hash", ""),
+            r.get("target", ""),
+            r.get("blocks", ""),
+        )
+        for r in raw
+    ]
+
+
 def to_json(entries: list[Entry]) -> list[dict[str, Any]]:
     return [e.to_dict() for e in entries]

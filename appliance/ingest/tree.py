@@ -1,0 +1,223 @@
+"""Making the client's tree match a manifest, touching only what changed.
+
+The tree is, by construction, what the last committed manifest (the *base*) says: only commits write it, and a
+commit marks the area ``applying`` before its first change and clears the mark after the new manifest is written.
+So a commit that follows a clean one works from the difference between the base and the new manifest alone — an
+entry equal to its base entry costs no system call, a changed one only the calls its change needs — while a
+commit that follows an interrupted one (the mark is still there) checks everything on disk: it walks the tree for
+entries to remove and compares what it finds with the manifest, as the first commit of a client does too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.clients.errors import UnsafePath
+from appliance.ingest import delta, manifest
+from appliance.ingest.manifest import Entry
+
+KEEP, STAGED, DELTA = "keep", "staged", "delta"  # where a file's content comes from
+
+
+@dataclass
+class Plan:
+    """What :meth:`Area.gather` found: where each file's content comes from."""
+
+    recovery: bool
+    sources: dict[str, str] = field(default_factory=dict)  # path -> KEEP | STAGED | DELTA
+    deltas: dict[str, delta.Delta] = field(default_factory=dict)  # path -> its delta
+
+
+def lstat(path: Path | str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def inside_tree(root: Path, path: Path) -> bool:
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + "/")
+
+
+def same_mtime(on_disk_ns: int, wanted_ns: int) -> bool:
+    """The mtime on disk is the one set, as precisely as the file system keeps it (zfs-fuse: whole seconds)."""
+    return on_disk_ns in (wanted_ns, wanted_ns // 1000 * 1000, wanted_ns // 10**9 * 10**9)
+
+
+def _meta(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns
+
+
+def _entry_meta(e: Entry) -> tuple[int, int, int, int]:
+    return e.uid, e.gid, e.mode, e.mtime_ns
+
+
+def set_meta(path: Path, e: Entry, have: tuple[int, int, int, int] | None) -> None:
+    """Owner, mode and mtime as the entry says, each set only when ``have`` (uid, gid, mode, mtime of what is on
+    disk) differs; everything when ``have`` is None. A change of owner clears set-id bits, so the mode follows."""
+    uid, gid, mode, mtime = have if have is not None else (-1, -1, -1, -1)
+    if mtime != -1 and same_mtime(mtime, e.mtime_ns):
+        mtime = e.mtime_ns
+    chowned = False
+    if (uid, gid) != (e.uid, e.gid) and os.geteuid() == 0:
+        os.lchown(path, e.uid, e.gid)
+        chowned = True
+    if e.type != "l" and (mode != e.mode or chowned):
+        os.chmod(path, e.mode)
+    if mtime != e.mtime_ns:
+        os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+
+
+class Applier:
+    def __init__(self, root: Path, staging: Path, tmp: Path, plan: Plan) -> None:
+        self.root, self.staging, self.tmp, self.plan = root, staging, tmp, plan
+        self.touched: set[str] = set()  # directories whose entries were added, removed or replaced
+
+    def _mark(self, rel: str) -> None:
+        self.touched.add(rel.rpartition("/")[0])
+
+    def apply(self, entries: list[Entry], base: list[Entry]) -> None:
+        wanted = {e.path: e for e in entries}
+        old = {e.path: e for e in base}
+        if self.plan.recovery:
+            self._remove_unwanted_walk(wanted)
+        else:
+            self._remove_unwanted_diff(wanted, base)
+        uses: dict[str, int] = {}
+        for e in entries:
+            if e.type == "f" and self.plan.sources[e.path] == STAGED:
+                uses[e.hash] = uses.get(e.hash, 0) + 1
+        real_dirs = {""}  # directories of this manifest seen to be real directories (never symlinks)
+        for e in entries:  # sorted: a parent comes before its children
+            path = self.root / e.path
+            prev = old.get(e.path)
+            if prev is not None and prev.type != e.type:
+                prev = None  # removed above
+            if self.plan.recovery:
+                parent = e.path.rpartition("/")[0]
+                if parent not in real_dirs and not inside_tree(self.root, path.parent):
+                    raise UnsafePath(e.path, "its parent leads outside the client's data")
+            if e.type == "d":
+                if self._directory(e, path, prev):
+                    real_dirs.add(e.path)
+            elif e.type == "l":
+                self._symlink(e, path, prev)
+            else:
+                self._file(e, path, prev, uses)
+        for e in reversed(entries):  # directories last, deepest first: writing inside changes their mtime
+            if e.type != "d":
+                continue
+            prev = old.get(e.path)
+            if (
+                self.plan.recovery
+                or e.path in self.touched
+                or prev is None
+                or prev.type != "d"
+                or _entry_meta(prev) != _entry_meta(e)
+            ):
+                current = lstat(self.root / e.path)
+                set_meta(self.root / e.path, e, _meta(current) if current is not None else None)
+
+    def _directory(self, e: Entry, path: Path, prev: Entry | None) -> bool:
+        if self.plan.recovery:
+            if lstat(path) is None:
+                os.mkdir(path, 0o700)
+                self._mark(e.path)
+            return stat.S_ISDIR(os.lstat(path).st_mode)
+        if prev is None:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise UnsafePath(e.path, "something that is not a directory is in its place") from None
+            self._mark(e.path)
+        return True
+
+    def _symlink(self, e: Entry, path: Path, prev: Entry | None) -> None:
+        if self.plan.recovery:
+            current = lstat(path)
+            same = current is not None and stat.S_ISLNK(current.st_mode) and os.readlink(path) == e.target
+            have = _meta(current) if same and current is not None else None
+        else:
+            same = prev is not None and prev.target == e.target
+            have = _entry_meta(prev) if same and prev is not None else None
+        if not same:
+            tmp = self.tmp / secrets.token_hex(8)
+            os.symlink(e.target, tmp)
+            os.replace(tmp, path)
+            self._mark(e.path)
+        set_meta(path, e, have)
+
+    def _file(self, e: Entry, path: Path, prev: Entry | None, uses: dict[str, int]) -> None:
+        source = self.plan.sources[e.path]
+        if source == KEEP:
+            if self.plan.recovery or prev is None:
+                current = lstat(path)
+                set_meta(path, e, _meta(current) if current is not None else None)
+            else:
+                set_meta(path, e, _entry_meta(prev))
+            return
+        if source == DELTA:
+            delta.write_in_place(path, self.plan.deltas[e.path])
+            set_meta(path, e, _meta(os.lstat(path)))
+            return
+        uses[e.hash] -= 1
+        staged = self.staging / e.hash
+        if uses[e.hash] == 0:  # its last use: moved, not copied (a rerun finds it in the tree)
+            os.replace(staged, path)
+        else:
+            tmp = self.tmp / secrets.token_hex(8)
+            shutil.copyfile(staged, tmp)
+            os.replace(tmp, path)
+        self._mark(e.path)
+        current = os.lstat(path)
+        set_meta(path, e, _meta(current))
+
+    def _remove(self, path: Path, st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(path, 0o700)
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+    def _remove_unwanted_diff(self, wanted: dict[str, Entry], base: list[Entry]) -> None:
+        """The base entries the new manifest drops or turns into another type, children before parents."""
+        for prev in reversed(base):
+            want = wanted.get(prev.path)
+            if want is not None and want.type == prev.type:
+                continue
+            path = self.root / prev.path
+            st = lstat(path)
+            if st is not None:
+                self._remove(path, st)
+            self._mark(prev.path)
+
+    def _remove_unwanted_walk(self, wanted: dict[str, Entry]) -> None:
+        """Everything on disk the manifest does not have with the same type (after an interrupted commit)."""
+        for dirpath, dirnames, filenames in os.walk(self.root, topdown=True):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            if not rel_dir:
+                dirnames[:] = [d for d in dirnames if d != manifest.RESERVED]
+                filenames = [f for f in filenames if f != manifest.RESERVED]
+            keep_dirs = []
+            for name in dirnames + filenames:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                path = Path(dirpath) / name
+                st = os.lstat(path)
+                want = wanted.get(rel)
+                kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f"
+                if want is not None and want.type == kind:
+                    if kind == "d":
+                        keep_dirs.append(name)
+                    continue
+                self._remove(path, st)
+                self._mark(rel)
+            dirnames[:] = [d for d in dirnames if d in keep_dirs]
