@@ -26,6 +26,7 @@ import blake3
 import zstandard
 
 from agent import consistency, state
+from agent.reporting import JobReporter
 from agent.transport import AgentError, Connection
 
 BLOCK = 1024 * 1024
@@ -174,6 +175,66 @@ def _record(index: int, data: bytes, digest: bytes) -> bytes:
     return index.to_bytes(8, "big") + len(data).to_bytes(4, "big") + digest + data
 
 
+def _transfer(
+    conn: Connection,
+    connect: Callable[[int], Connection],
+    job: str,
+    fd: int,
+    size: int,
+    source: str,
+    bwlimit: int,
+    quiet: bool,
+    counts: dict[str, int],
+    reporter: JobReporter,
+) -> tuple[dict[str, Any], int, int]:
+    """Read the source, send the blocks the appliance lacks and commit; again while the source changes under us."""
+    sent = changed = 0
+    agent_map = bytearray()
+    per_message = max(1, min(BATCH, bwlimit // BLOCK)) if bwlimit else BATCH  # about a second each
+    for _attempt in range(3):
+        theirs = conn.request("GET", f"/images/jobs/{job}/map", stream=True).read()
+        agent_map.clear()
+        progress = _Progress("reading", size, quiet)
+        batch: list[bytes] = []
+        sender = _Sender(lambda: connect(2), job)
+        try:
+            for index, data in _blocks(fd, size):
+                digest = block_hash(data)
+                agent_map += digest
+                if theirs[index * HASH : (index + 1) * HASH] != digest:
+                    batch.append(_record(index, data, digest))
+                    changed += 1
+                    if len(batch) == per_message:
+                        sender.put(batch)
+                progress(len(data), f", {changed} changed block(s)")
+                counts["bytes_done"] = progress.done
+            if batch:
+                sender.put(batch)
+        finally:
+            sent += sender.close()
+        progress.end()
+        counts["files_done"] = 1
+        reporter.phase("committing", lambda: dict(counts))
+        try:
+            result = conn.request(
+                "POST",
+                f"/images/jobs/{job}/commit",
+                {"map": blake3.blake3(bytes(agent_map)).hexdigest(), "source": os.path.abspath(source)},
+            )
+            break
+        except AgentError as exc:  # the source changed under us, or blocks went missing: go round again
+            if exc.code != "image_incomplete":
+                raise
+            counts["files_done"] = 0
+            reporter.phase("sending", lambda: dict(counts))
+    else:
+        raise AgentError(
+            f"{source} kept changing while it was read",
+            "stop what writes to it, or back up an LVM volume so a snapshot can be read",
+        )
+    return result, sent, changed
+
+
 def backup(
     state_dir: Path,
     source: str,
@@ -202,45 +263,16 @@ def backup(
                 {"image": name, "size": size, "block_size": BLOCK, "consistency": level},
             )
             job = opened["job"]
-            sent = changed = 0
-            agent_map = bytearray()
-            per_message = max(1, min(BATCH, bwlimit // BLOCK)) if bwlimit else BATCH  # about a second each
-            for _attempt in range(3):
-                theirs = conn.request("GET", f"/images/jobs/{job}/map", stream=True).read()
-                agent_map.clear()
-                progress = _Progress("reading", size, quiet)
-                batch: list[bytes] = []
-                sender = _Sender(lambda: connect(2), job)
-                try:
-                    for index, data in _blocks(fd, size):
-                        digest = block_hash(data)
-                        agent_map += digest
-                        if theirs[index * HASH : (index + 1) * HASH] != digest:
-                            batch.append(_record(index, data, digest))
-                            changed += 1
-                            if len(batch) == per_message:
-                                sender.put(batch)
-                        progress(len(data), f", {changed} changed block(s)")
-                    if batch:
-                        sender.put(batch)
-                finally:
-                    sent += sender.close()
-                progress.end()
-                try:
-                    result = conn.request(
-                        "POST",
-                        f"/images/jobs/{job}/commit",
-                        {"map": blake3.blake3(bytes(agent_map)).hexdigest(), "source": os.path.abspath(source)},
-                    )
-                    break
-                except AgentError as exc:  # the source changed under us, or blocks went missing: go round again
-                    if exc.code != "image_incomplete":
-                        raise
-            else:
-                raise AgentError(
-                    f"{source} kept changing while it was read",
-                    "stop what writes to it, or back up an LVM volume so a snapshot can be read",
+            counts = {"files_total": 1, "files_done": 0, "bytes_total": size, "bytes_done": 0}
+            reporter = JobReporter(enrolled, job).start("sending", lambda: dict(counts))
+            try:
+                result, sent, changed = _transfer(
+                    conn, connect, job, fd, size, source, bwlimit, quiet, counts, reporter
                 )
+            except BaseException as exc:
+                reporter.fail(str(exc) or type(exc).__name__)
+                raise
+            reporter.stop()
         finally:
             os.close(fd)
             conn.close()

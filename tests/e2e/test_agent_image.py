@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -63,6 +64,11 @@ def mounted(dev: str, where: Path, *, readonly: bool = False) -> Iterator[Path]:
         yield where
     finally:
         local_runner().run(["umount", str(where)])
+
+
+def agent_jobs(appliance: Appliance, client: str) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = json.loads(appliance.cli("client", "agent-jobs", client, "--json").out)
+    return jobs
 
 
 def device_bytes(dev: str, size: int) -> bytes:
@@ -123,6 +129,10 @@ def test_ext4_loop_device_full_incremental_and_byte_identical_restores(appliance
 
         status = agent_json(state, "status")
         assert status["images"] == {"disk0": second["point"]}
+        report = {j["id"]: j for j in agent_jobs(appliance, "acme")}[second["job"]]  # the jobs page's report
+        assert report["kind"] == "image" and report["image"] == "disk0" and report["state"] == "committed"
+        assert report["point"] == second["point"] and report["bytes_scanned"] == size
+        assert report["bytes_sent"] >= second["bytes_sent"] and report["phase"] == "committing"
 
 
 def test_mounted_read_write_is_crash_consistent_and_said_so(appliance: Appliance, tmp_path: Path) -> None:
@@ -297,6 +307,8 @@ def test_a_full_quota_is_a_clear_error_and_changes_no_point(appliance: Appliance
     refused = agent(state, "backup", str(src), ok_codes=(1,))
     assert "No space left on the appliance for client tight" in refused.err
     assert image_points(state) == before  # no point made, none lost
+    failed = [j for j in agent_jobs(appliance, "tight") if j["kind"] == "image" and j["image"] == "big"]
+    assert failed[0]["state"] == "failed" and "No space left" in failed[0]["error"]
     back = tmp_path / "back.raw"
     agent_json(state, "image-restore", "--point", first["point"], str(back))
     assert filecmp.cmp(small, back, shallow=False)
