@@ -1,10 +1,11 @@
 """Sending one stream: ``zfs send`` → chunks → zstd → AES-256-GCM → target, resumable at chunk level.
 
-Memory stays bounded whatever the stream size: at most ``WINDOW`` chunks are in flight (read, being sealed on
-the worker threads, or being uploaded). Each acknowledged chunk is appended to the stream's local journal
-(tag, BLAKE3 of its plaintext, stored size) before the next is counted as done; a later run replays the send, checks
-each regenerated chunk against the journal instead of uploading it, and uploads from where the journal ends
-(docs/offsite-format.md §5).
+Memory stays bounded whatever the stream size: at most ``WINDOW`` chunks are in memory (read, being sealed on
+the worker threads, or being uploaded). A target that can stage (a local folder) takes a sealed chunk at once and
+makes it durable on the committer threads, with at most ``COMMIT_WINDOW`` chunks waiting for that (on disk, not in
+memory). Each acknowledged (durable) chunk is appended to the stream's local journal (tag, BLAKE3 of its
+plaintext, stored size) in stream order; a later run replays the send, checks each regenerated chunk against the
+journal instead of uploading it, and uploads from where the journal ends (docs/offsite-format.md §5).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,13 +27,15 @@ import blake3
 from appliance.offsite import envelope, repo
 from appliance.offsite.bandwidth import Throttle
 from appliance.offsite.errors import OffsiteError
-from appliance.offsite.targets.base import Target
+from appliance.offsite.targets.base import Staged, Target, stage
 from appliance.zfs import transfer
 from appliance.zfs.host import ZfsHost
 
 CHUNK_SIZE = 4 * 1024 * 1024
-WINDOW = 6  # chunks in flight: read, being sealed and uploaded on the workers
+WINDOW = 6  # chunks in memory: read, being sealed and handed to the target on the workers
 WORKERS = 3
+COMMIT_WINDOW = 32  # chunks handed to the target (no longer in memory) and waiting for it to make them durable
+COMMITTERS = 4
 RECORD = envelope.TAG_SIZE + 32 + 8  # tag, keyed BLAKE3 of the plaintext, stored size
 SYNC_EVERY = 16
 F_SETPIPE_SZ = 1031
@@ -184,6 +187,24 @@ def _read_full(pipe: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+def discard(
+    sealing: deque[tuple[int, Future[tuple[bytes, bytes, int, Staged]]]],
+    committing: deque[tuple[int, bytes, bytes, int, Staged, Future[None]]],
+) -> None:
+    """After a failure: stop the chunks still in flight and remove what they staged but did not put."""
+    for _, fut in sealing:
+        fut.cancel()
+    for item in committing:
+        item[5].cancel()
+    wait([f for _, f in sealing])
+    wait([item[5] for item in committing])
+    for _, fut in sealing:
+        if not fut.cancelled() and fut.exception() is None:
+            fut.result()[3].abort()
+    for *_, staged, _ in committing:
+        staged.abort()  # a no-op for the ones already committed
+
+
 def upload_stream(
     target: Target,
     zfs: ZfsHost,
@@ -209,20 +230,30 @@ def upload_stream(
     opts = transfer.SendOptions(incremental_from=f"{spec.dataset}@{spec.base}" if spec.base else None)
     started_at = time.time()
 
-    def work(index: int, plain: bytes, last: bool) -> tuple[bytes, bytes, int]:
-        """Seal and upload one chunk (on a worker thread); its tag, journal digest and stored size."""
+    def work(index: int, plain: bytes, last: bool) -> tuple[bytes, bytes, int, Staged]:
+        """Seal one chunk and hand it to the target (on a worker thread): its tag, journal digest, stored size and
+        the staged object, which the committers make durable."""
         digest = chunk_digest(plain)
         blob, tag = sealer.seal(plain, index, last=last)
-        target.put(repo.chunk_path(spec.client, spec.area, spec.stream_id, index), blob)
-        return tag, digest, len(blob)
+        staged = stage(target, repo.chunk_path(spec.client, spec.area, spec.stream_id, index), blob)
+        return tag, digest, len(blob), staged
 
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="offsite-upload") as pool:
-        pending: deque[tuple[int, Future[tuple[bytes, bytes, int]]]] = deque()
+    sealing: deque[tuple[int, Future[tuple[bytes, bytes, int, Staged]]]] = deque()
+    committing: deque[tuple[int, bytes, bytes, int, Staged, Future[None]]] = deque()
+    with (
+        ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="offsite-seal") as pool,
+        ThreadPoolExecutor(max_workers=COMMITTERS, thread_name_prefix="offsite-commit") as committers,
+    ):
 
-        def finish_one() -> None:
+        def sealed_one() -> None:
+            index, fut = sealing.popleft()
+            tag, digest, size, staged = fut.result()
+            committing.append((index, tag, digest, size, staged, committers.submit(staged.commit)))
+
+        def committed_one() -> None:
             nonlocal stored
-            index, fut = pending.popleft()
-            tag, digest, size = fut.result()
+            index, tag, digest, size, _, fut = committing.popleft()
+            fut.result()
             journal.append(tag, digest, size)  # in order: the journal only ever holds a prefix of the stream
             send_digest.update(digest)
             tags_hash.update(tag)
@@ -230,6 +261,12 @@ def upload_stream(
             result.uploaded.append(index)
             if throttle is not None:
                 throttle.consume(size)
+
+        def settle(final: bool = False) -> None:
+            while sealing and (final or len(sealing) >= WINDOW or sealing[0][1].done()):
+                sealed_one()
+            while committing and (final or len(committing) >= COMMIT_WINDOW or committing[0][5].done()):
+                committed_one()
 
         try:
             with transfer.send(zfs, spec.full_snapshot, opts) as pipe:
@@ -247,16 +284,13 @@ def upload_stream(
                         tags_hash.update(journal.tag(index))
                         stored += journal.stored(index)
                     else:
-                        pending.append((index, pool.submit(work, index, plain, last)))
-                        while len(pending) >= WINDOW or (pending and pending[0][1].done()):
-                            finish_one()
+                        sealing.append((index, pool.submit(work, index, plain, last)))
+                        settle()
                     if progress is not None:
                         progress(result.plain_bytes, index + 1)
-                while pending:
-                    finish_one()
+                settle(final=True)
         finally:
-            for _, fut in pending:
-                fut.cancel()
+            discard(sealing, committing)
             journal.sync()
     if resume_at > result.chunks:
         raise ResumeMismatch(result.chunks)

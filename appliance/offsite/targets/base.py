@@ -61,6 +61,40 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+class Staged(Protocol):
+    """An object written to a target but not yet put: invisible under its path until :meth:`commit`."""
+
+    def commit(self) -> None:
+        """Make the object durable and visible under its path (atomically, as :meth:`Target.put`)."""
+        ...
+
+    def abort(self) -> None:
+        """Throw an uncommitted object away (nothing after a commit)."""
+        ...
+
+
+class _Put:
+    """The staging of a target that has none of its own: the object is put at once."""
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def stage(target: Target, path: str, data: bytes | bytearray) -> Staged:
+    """Hand ``data`` to ``target`` for ``path`` and return before it must be durable, when the target can (a local
+    folder writes the file now and flushes it to disk on commit, so a stream's chunks are flushed on other
+    threads while the next ones are sealed); other targets put it at once. Only a committed object is put."""
+    staging = getattr(target, "stage", None)
+    if staging is None:
+        target.put(path, data)
+        return _Put()
+    staged: Staged = staging(path, data)
+    return staged
+
+
 class MemoryTarget:
     """Objects in a dict: for tests and as the reference behaviour of the contract."""
 

@@ -1,15 +1,19 @@
 """A folder as an offsite target: a USB disk for rotation, a mounted NAS share, or just a local folder.
 
 Each object is a file; a put writes ``<path>.tmp-<random>``, flushes it to disk and renames it into place, so a
-pulled disk or a crash never leaves a half-written object under its real name.
+pulled disk or a crash never leaves a half-written object under its real name. The uploader stages a stream's
+chunks (:meth:`LocalTarget.stage`): each file is written at once, with its write-back started, and flushed and
+renamed by a commit on another thread, so waiting for the disk overlaps with sealing the next chunks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
+from typing import IO
 
 from appliance.offsite.errors import ObjectMissing, TargetUnreachable
 from appliance.offsite.targets.base import check_path, check_prefix
@@ -37,21 +41,36 @@ class LocalTarget:
         return self._ready() / check_path(path)
 
     def put(self, path: str, data: bytes | bytearray) -> None:
+        self.stage(path, data).commit()
+
+    def stage(self, path: str, data: bytes | bytearray) -> StagedFile:
+        """Write ``data`` to a temporary file next to ``path`` and start writing it to disk; the returned object
+        puts it in place (:meth:`StagedFile.commit`) or throws it away."""
         final = self._file(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            raise self._error(exc) from exc
+        tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
+        fh = None
+        try:
+            fh = open(tmp, "wb")  # noqa: SIM115 - kept open until the commit flushes it to disk
+            fh.write(data)
+            fh.flush()
+            with contextlib.suppress(OSError, AttributeError):  # start the write-back now, without waiting for it
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as exc:
+            if fh is not None:
+                fh.close()
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            if exc.errno == 28:
-                raise OutOfSpace(f"offsite target {self.name} ({self.root})") from exc
-            raise TargetUnreachable(self.name, str(exc)) from exc
+            raise self._error(exc) from exc
+        return StagedFile(self, fh, tmp, final)
+
+    def _error(self, exc: OSError) -> Exception:
+        if exc.errno == errno.ENOSPC:
+            return OutOfSpace(f"offsite target {self.name} ({self.root})")
+        return TargetUnreachable(self.name, str(exc))
 
     def get(self, path: str) -> bytes:
         try:
@@ -91,3 +110,33 @@ class LocalTarget:
 
     def close(self) -> None:
         pass
+
+
+class StagedFile:
+    """A written temporary file of a :class:`LocalTarget`: ``commit`` flushes it to disk, then renames it into
+    place (so its name never shows a torn object, even after a power cut); ``abort`` removes it."""
+
+    def __init__(self, target: LocalTarget, fh: IO[bytes], tmp: Path, final: Path) -> None:
+        self._target, self._fh, self._tmp, self._final = target, fh, tmp, final
+        self._done = False
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            with self._fh:
+                os.fsync(self._fh.fileno())
+            os.replace(self._tmp, self._final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            raise self._target._error(exc) from exc
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
