@@ -401,7 +401,6 @@ _AGENT_OPS_ROWS = [
 ]  # fmt: skip
 
 
-
 SAMPLES: dict[int, list[Row]] = {
     0: [],
     1: _V1_ROWS,
@@ -413,6 +412,14 @@ SAMPLES: dict[int, list[Row]] = {
     7: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS],
     8: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS],
     9: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS, *_IMAGE_ROWS],
-    10: [*_WEB_SECURITY_ROWS, *_CLIENT_ROWS, *_ALERTING_ROWS, *_OFFSITE_ROWS, *_AGENT_ROWS, *_DISK_ROWS, *_IMAGE_ROWS,
-         *_AGENT_OPS_ROWS],
+    10: [
+        *_WEB_SECURITY_ROWS,
+        *_CLIENT_ROWS,
+        *_ALERTING_ROWS,
+        *_OFFSITE_ROWS,
+        *_AGENT_ROWS,
+        *_DISK_ROWS,
+        *_IMAGE_ROWS,
+        *_AGENT_OPS_ROWS,
+    ],
 }
