@@ -83,7 +83,14 @@ def cmd_agent_settings(args: argparse.Namespace, paths: Paths) -> int:
         )
         window = agent_settings.window_state(store, found)
         if args.json:
-            print_json({**found.to_dict(), "window_open": window["open"], "window_opens_at": window["opens_at"]})
+            print_json(
+                {
+                    **found.to_dict(),
+                    "window_open": window["open"],
+                    "window_opens_at": window["opens_at"],
+                    "timezone": window["timezone"],
+                }
+            )
             return 0
         print(f"paths:     {' '.join(found.paths) if found.paths else '- (the agent must be given paths)'}")
         print(f"bandwidth: {f'{found.bwlimit_kibps} KiB/s' if found.bwlimit_kibps else 'no limit'}")
