@@ -14,7 +14,7 @@ from typing import Any
 
 import zstandard
 
-from agent import scan, state
+from agent import reporting, scan, state
 from agent.transport import AgentError, Connection
 
 PART = 8 * 1024 * 1024
@@ -239,15 +239,17 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
     began = time.monotonic()
     enrolled = state.load_enrollment(state_dir)
     streams = Streams(enrolled, bwlimit)
+    reporter: reporting.JobReporter | None = None
     try:
+        conn = streams.conn()
+        opened = conn.request("POST", "/jobs", {"kind": "files"})  # before the scan: refused at once if not now
+        job = opened["job"]
+        reporter = reporting.JobReporter(enrolled, job).start("scanning")
         cache = state.load_cache(state_dir)
         found = scan.scan(paths, cache)
         state.save_cache(state_dir, cache)
         for skipped in found.skipped:
             sys.stderr.write(f"bulwark-agent: skipped {skipped} (not a file, directory or symlink)\n")
-        conn = streams.conn()
-        opened = conn.request("POST", "/jobs", {"kind": "files"})
-        job = opened["job"]
         hashes = sorted({e["hash"] for e in found.entries if e["type"] == "f"})
         answer = conn.request("POST", f"/jobs/{job}/missing", {"hashes": hashes})
         missing: list[str] = answer["missing"]
@@ -255,9 +257,12 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
         progress = Progress(sum(by_hash[d][1] - partial.get(d, 0) for d in missing), quiet)
         base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
+        reporter.phase("sending", lambda: {"bytes_done": min(progress.done, progress.total),
+                                           "bytes_total": progress.total, "files_total": len(missing)})  # fmt: skip
         sent = _upload(streams, job, found, base, missing, partial, progress)
         if not quiet and progress.total:
             sys.stderr.write("\n")
+        reporter.phase("committing")
         for _ in range(3):
             try:
                 result = conn.request("POST", f"/jobs/{job}/commit", {"manifest": found.entries})
@@ -283,6 +288,12 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             time.monotonic() - began,
         )
     finally:
+        if reporter is not None:
+            failure = sys.exc_info()[1]
+            if isinstance(failure, AgentError | OSError):  # the job ends as failed, with why, on the jobs page
+                reporter.fail(str(failure))
+            else:
+                reporter.stop()
         streams.close()
 
 

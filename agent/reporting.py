@@ -47,9 +47,11 @@ class JobReporter:
 
     def phase(self, phase: str, counts: Counts = _none) -> None:
         """Enter ``phase``; ``counts`` is read at each report (``files_done``, ``bytes_done``, … as the protocol
-        names them). A new phase is reported at once."""
+        names them; without it the counts so far are kept). A new phase is reported at once."""
         with self._lock:
-            self._phase, self._counts = phase, counts
+            self._phase = phase
+            if counts is not _none:
+                self._counts = counts
         self._wake.set()
 
     def _body(self) -> dict[str, Any]:
