@@ -106,22 +106,47 @@ class Sealer:
 
     def seal(self, payload: bytes, index: int, *, last: bool = False, compress: bool = True) -> tuple[bytearray, bytes]:
         """The envelope of ``payload`` at ``index``, and its 16-byte GCM tag."""
-        compression, body = NONE, payload
+        compression, body = self._compress(payload, compress)
+        out = bytearray(HEADER_SIZE + len(body) + TAG_SIZE)  # one buffer: no copy of the ciphertext after it
+        return out, self._encrypt(body, compression, index, last, memoryview(out))
+
+    def seal_into(
+        self, payload: bytes | memoryview, index: int, out: bytearray, *, last: bool = False
+    ) -> tuple[memoryview, bytes]:
+        """:meth:`seal` into ``out`` (at least ``sealed_size(len(payload))`` bytes, reused by the caller): a view
+        of the envelope at the start of ``out``, and its tag."""
+        compression, body = self._compress(payload, True)
+        view = memoryview(out)[: HEADER_SIZE + len(body) + TAG_SIZE]
+        if len(view) != HEADER_SIZE + len(body) + TAG_SIZE:
+            view.release()
+            raise ValueError("the output buffer is too small for the envelope")
+        return view, self._encrypt(body, compression, index, last, view)
+
+    def _compress(self, payload: bytes | memoryview, compress: bool) -> tuple[int, bytes | memoryview]:
+        """zstd level 1 as one frame, or the payload itself when that is not smaller."""
         if compress:
             compressor = getattr(self._local, "zstd", None)
             if compressor is None:
                 compressor = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
             packed = compressor.compress(payload)
             if len(packed) < len(payload):
-                compression, body = ZSTD, packed
+                return ZSTD, packed
+        return NONE, payload
+
+    def _encrypt(self, body: bytes | memoryview, compression: int, index: int, last: bool, out: memoryview) -> bytes:
+        """Write the header and the ciphertext of ``body`` into ``out`` (exactly their size); the tag."""
         header = Header(
             self.kind, FLAG_LAST if last else 0, compression, self.key_id, self.owner, index, os.urandom(12)
         )
         head = header.pack()
-        out = bytearray(HEADER_SIZE + len(body) + TAG_SIZE)  # one buffer: no copy of the ciphertext after it
         out[:HEADER_SIZE] = head
-        self._aead.encrypt_into(header.nonce, body, head, memoryview(out)[HEADER_SIZE:])
-        return out, bytes(out[-TAG_SIZE:])
+        self._aead.encrypt_into(header.nonce, body, head, out[HEADER_SIZE:])
+        return bytes(out[-TAG_SIZE:])
+
+
+def sealed_size(payload_size: int) -> int:
+    """The largest envelope of a payload of ``payload_size`` bytes (stored uncompressed when zstd gains nothing)."""
+    return HEADER_SIZE + payload_size + TAG_SIZE
 
 
 class Opener:

@@ -13,21 +13,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import blake3
 
 from appliance.offsite import envelope, repo
 from appliance.offsite.bandwidth import Throttle
 from appliance.offsite.errors import OffsiteError
-from appliance.offsite.targets.base import Staged, Target, stage
+from appliance.offsite.targets.base import Staged, Target, stage, sweep
 from appliance.zfs import transfer
 from appliance.zfs.host import ZfsHost
 
@@ -137,7 +139,7 @@ def widen_pipe(pipe: IO[bytes]) -> None:
         fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
 
 
-def chunk_digest(plain: bytes) -> bytes:
+def chunk_digest(plain: bytes | memoryview) -> bytes:
     """BLAKE3 of a chunk's plaintext (docs/offsite-format.md §5)."""
     return blake3.blake3(plain).digest()
 
@@ -157,41 +159,92 @@ class SendDigest:
 
 def stream_digest(pipe: IO[bytes], chunk_size: int) -> str:
     """The ``send_digest`` of a byte stream (to compare a fresh ``zfs send`` with what a manifest recorded)."""
-    total = SendDigest()
-    for _, plain, _ in read_chunks(pipe, chunk_size):
-        total.update(chunk_digest(plain))
+    total, pool = SendDigest(), BufferPool(chunk_size)
+    for chunk in read_chunks(pipe, pool):
+        with chunk.view() as plain:
+            total.update(chunk_digest(plain))
+        pool.give(chunk.buffer)
     return total.hexdigest()
 
 
-def read_chunks(pipe: IO[bytes], size: int) -> Iterator[tuple[int, bytes, bool]]:
-    """(index, bytes, last) of a byte stream cut into ``size``-byte chunks; an empty stream is one empty chunk."""
-    current = _read_full(pipe, size)
-    index = 0
+class BufferPool:
+    """Chunk-sized buffers, reused: reading a stream into fresh memory for every chunk costs more than sealing it
+    (page faults, zeroing). Holds only the buffers given back; as many exist as chunks are in flight."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            self._free.append(buffer)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    buffer: bytearray  # from the pool; the first ``length`` bytes are the chunk
+    length: int
+    last: bool
+
+    def view(self) -> memoryview:
+        return memoryview(self.buffer)[: self.length]
+
+
+def read_chunks(pipe: IO[bytes], pool: BufferPool) -> Iterator[Chunk]:
+    """A byte stream cut into ``pool.size``-byte chunks (an empty stream is one empty chunk), each read into a
+    buffer of ``pool``, which the caller gives back when done with it. Whether a full chunk is the last is known
+    by peeking one byte ahead (a buffered pipe) or by reading the next chunk first."""
+    peek = getattr(pipe, "peek", None)
+    index, buffer = 0, pool.take()
+    length = _fill(pipe, buffer)
     while True:
-        following = _read_full(pipe, size) if len(current) == size else b""
-        last = not following
-        yield index, current, last
-        if last:
+        if length < pool.size or (peek is not None and not peek(1)):
+            yield Chunk(index, buffer, length, True)
             return
-        current, index = following, index + 1
+        if peek is not None:
+            yield Chunk(index, buffer, length, False)
+            buffer = pool.take()
+            length = _fill(pipe, buffer)
+        else:
+            following = pool.take()
+            more = _fill(pipe, following)
+            if not more:
+                pool.give(following)
+                yield Chunk(index, buffer, length, True)
+                return
+            yield Chunk(index, buffer, length, False)
+            buffer, length = following, more
+        index += 1
 
 
-def _read_full(pipe: IO[bytes], size: int) -> bytes:
-    parts, got = [], 0
-    while got < size:
-        block = pipe.read(size - got)
-        if not block:
-            break
-        parts.append(block)
-        got += len(block)
-    return b"".join(parts)
+def _fill(pipe: IO[bytes], buffer: bytearray) -> int:
+    """Read into ``buffer`` until it is full or the stream ends; the bytes read."""
+    readinto: Callable[[memoryview], int | None] = cast(io.BufferedIOBase, pipe).readinto
+    got = 0
+    with memoryview(buffer) as view:
+        while got < len(buffer):
+            n = readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return got
 
 
-def discard(
-    sealing: deque[tuple[int, Future[tuple[bytes, bytes, int, Staged]]]],
-    committing: deque[tuple[int, bytes, bytes, int, Staged, Future[None]]],
-) -> None:
-    """After a failure: stop the chunks still in flight and remove what they staged but did not put."""
+Sealing = deque[tuple[int, Future[tuple[bytes, bytes, int, Staged]]]]
+Committing = deque[tuple[int, bytes, bytes, int, Staged, Future[None]]]
+
+
+def wind_down(sealing: Sealing, committing: Committing, journal: Journal) -> None:
+    """After a failure: stop the chunks still in flight, journal those put in place before it (in order, up to
+    the first that is not) so they are not sent again, and remove what the others staged."""
     for _, fut in sealing:
         fut.cancel()
     for item in committing:
@@ -201,8 +254,13 @@ def discard(
     for _, fut in sealing:
         if not fut.cancelled() and fut.exception() is None:
             fut.result()[3].abort()
-    for *_, staged, _ in committing:
-        staged.abort()  # a no-op for the ones already committed
+    prefix = True
+    for _, tag, digest, size, staged, put in committing:
+        prefix = prefix and not put.cancelled() and put.exception() is None
+        if prefix:
+            journal.append(tag, digest, size)
+        else:
+            staged.abort()  # a no-op for one already put
 
 
 def upload_stream(
@@ -222,6 +280,7 @@ def upload_stream(
     ``progress(plain_bytes_done, chunks_done)`` is called after each chunk; ``check()`` may raise to stop."""
     journal = Journal(journal_path)
     resume_at = len(journal.records)
+    sweep(target, repo.stream_dir(spec.client, spec.area, spec.stream_id) + "/")  # left by a killed run
     sealer = envelope.Sealer(data_key, key_id, envelope.CHUNK, spec.stream_id)
     send_digest, tags_hash = SendDigest(), hashlib.sha256()
     result = UploadResult({}, "", 0, 0, 0, resumed_from=resume_at)
@@ -230,16 +289,26 @@ def upload_stream(
     opts = transfer.SendOptions(incremental_from=f"{spec.dataset}@{spec.base}" if spec.base else None)
     started_at = time.time()
 
-    def work(index: int, plain: bytes, last: bool) -> tuple[bytes, bytes, int, Staged]:
-        """Seal one chunk and hand it to the target (on a worker thread): its tag, journal digest, stored size and
-        the staged object, which the committers make durable."""
-        digest = chunk_digest(plain)
-        blob, tag = sealer.seal(plain, index, last=last)
-        staged = stage(target, repo.chunk_path(spec.client, spec.area, spec.stream_id, index), blob)
-        return tag, digest, len(blob), staged
+    buffers, outputs = BufferPool(spec.chunk_size), threading.local()
 
-    sealing: deque[tuple[int, Future[tuple[bytes, bytes, int, Staged]]]] = deque()
-    committing: deque[tuple[int, bytes, bytes, int, Staged, Future[None]]] = deque()
+    def work(chunk: Chunk) -> tuple[bytes, bytes, int, Staged]:
+        """Seal one chunk and hand it to the target (on a worker thread): its tag, journal digest, stored size and
+        the staged object, which the committers make durable. The envelope is sealed into this thread's output
+        buffer, free again once the target has taken it."""
+        out = getattr(outputs, "buffer", None)
+        if out is None:
+            out = outputs.buffer = bytearray(envelope.sealed_size(spec.chunk_size))
+        with chunk.view() as plain:
+            digest = chunk_digest(plain)
+            blob, tag = sealer.seal_into(plain, chunk.index, out, last=chunk.last)
+            with blob:
+                staged = stage(target, repo.chunk_path(spec.client, spec.area, spec.stream_id, chunk.index), blob)
+                size = len(blob)
+        buffers.give(chunk.buffer)
+        return tag, digest, size, staged
+
+    sealing: Sealing = deque()
+    committing: Committing = deque()
     with (
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="offsite-seal") as pool,
         ThreadPoolExecutor(max_workers=COMMITTERS, thread_name_prefix="offsite-commit") as committers,
@@ -271,26 +340,28 @@ def upload_stream(
         try:
             with transfer.send(zfs, spec.full_snapshot, opts) as pipe:
                 widen_pipe(pipe)
-                for index, plain, last in read_chunks(pipe, spec.chunk_size):
+                for chunk in read_chunks(pipe, buffers):
                     if check is not None:
                         check()
-                    result.plain_bytes += len(plain)
-                    result.chunks = index + 1
-                    if index < resume_at:
-                        digest = chunk_digest(plain)
-                        if not journal.matches(index, digest):
-                            raise ResumeMismatch(index)
+                    result.plain_bytes += chunk.length
+                    result.chunks = chunk.index + 1
+                    if chunk.index < resume_at:
+                        with chunk.view() as plain:
+                            digest = chunk_digest(plain)
+                        buffers.give(chunk.buffer)
+                        if not journal.matches(chunk.index, digest):
+                            raise ResumeMismatch(chunk.index)
                         send_digest.update(digest)
-                        tags_hash.update(journal.tag(index))
-                        stored += journal.stored(index)
+                        tags_hash.update(journal.tag(chunk.index))
+                        stored += journal.stored(chunk.index)
                     else:
-                        sealing.append((index, pool.submit(work, index, plain, last)))
+                        sealing.append((chunk.index, pool.submit(work, chunk)))
                         settle()
                     if progress is not None:
-                        progress(result.plain_bytes, index + 1)
+                        progress(result.plain_bytes, chunk.index + 1)
                 settle(final=True)
         finally:
-            discard(sealing, committing)
+            wind_down(sealing, committing, journal)
             journal.sync()
     if resume_at > result.chunks:
         raise ResumeMismatch(result.chunks)
@@ -326,6 +397,7 @@ def upload_stream(
 def delete_stream(target: Target, client: str, area: str, stream_id: bytes) -> int:
     """Remove a stream's objects (chunks first, manifest last); the count removed."""
     prefix = repo.stream_dir(client, area, stream_id) + "/"
+    sweep(target, prefix)
     names = target.list(prefix)
     removed = 0
     for name in sorted(names, key=lambda n: n.endswith("/manifest")):

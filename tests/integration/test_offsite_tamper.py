@@ -17,7 +17,7 @@ import pytest
 from appliance.clients import service
 from appliance.offsite import config, envelope, keys, repo, restore, state
 from appliance.offsite.errors import KeyMissing, OffsiteError, Tampered, TargetUnreachable
-from appliance.offsite.targets.local import LocalTarget
+from appliance.offsite.targets.local import TMP_MARK, LocalTarget
 from appliance.system.runner import local_runner
 from appliance.zfs import datasets
 from tests.clients_fixtures import REPO
@@ -161,7 +161,8 @@ def test_kill_9_mid_upload_resumes_without_reuploading_completed_chunks(
     (uploading,) = state.streams(env.store, "usb", "acme", "share", "uploading")
     done = (journal_dir / uploading.id).stat().st_size // 56
     sdir = env.usb / repo.stream_dir("acme", "share", bytes.fromhex(uploading.id))
-    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sdir.iterdir() if int(p.name) < done}
+    chunks = [p for p in sdir.iterdir() if TMP_MARK not in p.name]  # a killed run may leave temporary files
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in chunks if int(p.name) < done}
     assert len(before) == done and not (sdir / "manifest").exists()
 
     config.set_policy(env.store, "acme", "usb", by="test", default_kbps=None)
@@ -171,6 +172,7 @@ def test_kill_9_mid_upload_resumes_without_reuploading_completed_chunks(
     assert stream["resumed_from"] == done and stream["uploaded_chunks"] == stream["chunks"] - done
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sdir.iterdir() if p.name in before}
     assert after == before  # no completed chunk was uploaded again
+    assert not [p for p in env.usb.rglob("*") if TMP_MARK in p.name]  # the resumed run swept them
     target = LocalTarget("usb", env.usb)
     read_keys = keys.all_keys(env.store, env.paths)
     (chain,) = restore.catalog(target, read_keys, "acme")

@@ -83,16 +83,23 @@ class _Put:
         pass
 
 
-def stage(target: Target, path: str, data: bytes | bytearray) -> Staged:
+def stage(target: Target, path: str, data: bytes | bytearray | memoryview) -> Staged:
     """Hand ``data`` to ``target`` for ``path`` and return before it must be durable, when the target can (a local
     folder writes the file now and flushes it to disk on commit, so a stream's chunks are flushed on other
-    threads while the next ones are sealed); other targets put it at once. Only a committed object is put."""
+    threads while the next ones are sealed); other targets put it at once. Only a committed object is put.
+    ``data`` may be reused by the caller as soon as this returns."""
     staging = getattr(target, "stage", None)
     if staging is None:
-        target.put(path, data)
+        target.put(path, bytes(data) if isinstance(data, memoryview) else data)
         return _Put()
     staged: Staged = staging(path, data)
     return staged
+
+
+def sweep(target: Target, prefix: str) -> int:
+    """Remove what uploads killed under ``prefix`` left behind, on a target that can have such leftovers."""
+    sweeper = getattr(target, "sweep", None)
+    return int(sweeper(prefix)) if sweeper is not None else 0
 
 
 class MemoryTarget:

@@ -43,7 +43,7 @@ class LocalTarget:
     def put(self, path: str, data: bytes | bytearray) -> None:
         self.stage(path, data).commit()
 
-    def stage(self, path: str, data: bytes | bytearray) -> StagedFile:
+    def stage(self, path: str, data: bytes | bytearray | memoryview) -> StagedFile:
         """Write ``data`` to a temporary file next to ``path`` and start writing it to disk; the returned object
         puts it in place (:meth:`StagedFile.commit`) or throws it away."""
         final = self._file(path)
@@ -92,6 +92,20 @@ class LocalTarget:
                     continue
                 out.append(fname if rel == "." else f"{rel}/{fname}")
         return sorted(out)
+
+    def sweep(self, prefix: str) -> int:
+        """Remove the temporary files under ``prefix`` that a killed upload left behind (never listed, never
+        read); how many. Only for a prefix no other upload is writing to."""
+        check_prefix(prefix)
+        base = self._ready() / prefix
+        removed = 0
+        for dirpath, _, filenames in os.walk(base):
+            for fname in filenames:
+                if TMP_MARK in fname:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, fname))
+                        removed += 1
+        return removed
 
     def delete(self, path: str) -> bool:
         target = self._file(path)
