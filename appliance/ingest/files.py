@@ -34,6 +34,7 @@ from appliance.ingest.manifest import Entry
 CHUNK = 1024 * 1024
 MAX_PART = 16 * 1024 * 1024  # one PUT carries at most this much content
 _READY: set[Path] = set()  # areas whose directories this process has made sure of
+STAGED_MODE = 0o644  # the mode of every staged file (the commonest mode of files: most need no chmod at the commit)
 
 
 class Area:
@@ -119,7 +120,7 @@ class Area:
             raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         written = offset
-        with open(part, "r+b" if offset else "wb") as out:
+        with open(part, "r+b") if offset else os.fdopen(_create(part), "wb") as out:
             if final and offset:
                 _hash_prefix(hasher, out.fileno(), offset)
             out.seek(offset)
@@ -182,7 +183,7 @@ class Area:
             if digest in names:
                 continue
             tmp = self.tmp / secrets.token_hex(8)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = _create(tmp, exclusive=True)
             try:
                 _write_all(fd, data)
             finally:
@@ -300,7 +301,7 @@ class Area:
             return False
         tmp = self.tmp / secrets.token_hex(8)
         h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        with open(path, "rb") as src, open(tmp, "wb") as out:
+        with open(path, "rb") as src, os.fdopen(_create(tmp), "wb") as out:
             while data := src.read(4 * CHUNK):
                 h.update(data)
                 out.write(data)
@@ -314,7 +315,10 @@ class Area:
         """Make the tree match ``entries`` exactly (after :meth:`gather` found every content)."""
         assert self.plan is not None, "gather() first"
         self.applying.touch()
-        tree.Applier(self.root, self.staging, self.tmp, self.plan).apply(entries, base)
+        st = os.lstat(self.staging)  # a staged file belongs to this process's user, and group unless set-group-ID
+        gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+        staged = (os.geteuid(), gid, STAGED_MODE)
+        tree.Applier(self.root, self.staging, self.tmp, self.plan, staged).apply(entries, base)
 
     def finish(self, entries: list[Entry]) -> None:
         """Record the committed manifest, drop staged content (the tree now holds it) and clear the mark. On ZFS
@@ -336,6 +340,26 @@ def _empty(directory: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def _umask() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _create(path: Path, exclusive: bool = False) -> int:
+    """A new staged file, its mode exactly STAGED_MODE whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), STAGED_MODE)
+    umask = _umask()
+    if umask is None or STAGED_MODE & umask:
+        os.fchmod(fd, STAGED_MODE)
+    return fd
 
 
 def _write_all(fd: int, data: memoryview | bytes) -> None:

@@ -76,8 +76,9 @@ def set_meta(path: Path, e: Entry, have: tuple[int, int, int, int] | None) -> No
 
 
 class Applier:
-    def __init__(self, root: Path, staging: Path, tmp: Path, plan: Plan) -> None:
+    def __init__(self, root: Path, staging: Path, tmp: Path, plan: Plan, staged: tuple[int, int, int]) -> None:
         self.root, self.staging, self.tmp, self.plan = root, staging, tmp, plan
+        self.staged = staged  # owner, group and mode of every staged file (see files.STAGED_MODE)
         self.touched: set[str] = set()  # directories whose entries were added, removed or replaced
 
     def _mark(self, rel: str) -> None:
@@ -172,13 +173,14 @@ class Applier:
         staged = self.staging / e.hash
         if uses[e.hash] == 0:  # its last use: moved, not copied (a rerun finds it in the tree)
             os.replace(staged, path)
+            have = (*self.staged, -1)  # renaming keeps owner and mode; the mtime is set in any case
         else:
             tmp = self.tmp / secrets.token_hex(8)
             shutil.copyfile(staged, tmp)
             os.replace(tmp, path)
+            have = _meta(os.lstat(path))
         self._mark(e.path)
-        current = os.lstat(path)
-        set_meta(path, e, _meta(current))
+        set_meta(path, e, have)
 
     def _remove(self, path: Path, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):

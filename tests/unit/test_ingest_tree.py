@@ -202,3 +202,15 @@ def _stream(data: bytes) -> Any:
     import io
 
     return io.BytesIO(data)
+
+
+def test_modes_come_out_as_the_manifest_says_whatever_the_umask(area: Area) -> None:
+    a, b = b"plain\n", b"secret\n"
+    old = os.umask(0o077)
+    try:
+        stage(area, a, b)
+    finally:
+        os.umask(old)
+    assert commit(area, [f("a", a), f("b", b, mode=0o600), f("c", a, mode=0o755)]) == []
+    modes = {n: oct(os.stat(area.root / n).st_mode & 0o7777) for n in "abc"}
+    assert modes == {"a": oct(0o644), "b": oct(0o600), "c": oct(0o755)}
