@@ -34,6 +34,27 @@ class AgentError(Exception):
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
 
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that checks the pinned fingerprint every time it connects — also when http.client
+    reconnects on its own after the appliance closed a kept-alive connection — before any request is sent."""
+
+    def __init__(self, host: str, port: int, fingerprint: str, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, context=context, timeout=300)
+        self.fingerprint = fingerprint
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        if hashlib.sha256(der).hexdigest() != self.fingerprint:
+            self.close()
+            raise AgentError(
+                "the appliance's TLS certificate does not match the pinned fingerprint",
+                "someone may be intercepting the connection; if the certificate was replaced, enroll again "
+                "with a new code",
+                code="fingerprint_mismatch",
+            )
+
+
 class Connection:
     def __init__(self, server: str, fingerprint: str, credential: str | None = None, bwlimit: int = 0) -> None:
         url = urllib.parse.urlsplit(server)
@@ -56,7 +77,7 @@ class Connection:
 
     def _connect(self) -> http.client.HTTPSConnection:
         if self._conn is None:
-            conn = http.client.HTTPSConnection(self.host, self.port, context=self._context(), timeout=300)
+            conn = PinnedHTTPSConnection(self.host, self.port, self.fingerprint, self._context())
             try:
                 conn.connect()
             except OSError as exc:
@@ -64,16 +85,6 @@ class Connection:
                     f"cannot reach the appliance at {self.host}:{self.port} ({exc})",
                     "check the address, the port and that the appliance is running",
                 ) from exc
-            assert conn.sock is not None
-            der = conn.sock.getpeercert(binary_form=True) or b""
-            if hashlib.sha256(der).hexdigest() != self.fingerprint:
-                conn.close()
-                raise AgentError(
-                    "the appliance's TLS certificate does not match the pinned fingerprint",
-                    "someone may be intercepting the connection; if the certificate was replaced, enroll again "
-                    "with a new code",
-                    code="fingerprint_mismatch",
-                )
             self._conn = conn
         return self._conn
 
