@@ -47,14 +47,14 @@ class LocalTarget:
         """Write ``data`` to a temporary file next to ``path`` and start writing it to disk; the returned object
         puts it in place (:meth:`StagedFile.commit`) or throws it away."""
         final = self._file(path)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._error(exc) from exc
         tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         fh = None
         try:
-            fh = open(tmp, "wb")  # noqa: SIM115 - kept open until the commit flushes it to disk
+            try:
+                fh = open(tmp, "wb")  # noqa: SIM115 - kept open until the commit flushes it to disk
+            except FileNotFoundError:  # the object's folder is made by its first object, not checked for each
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp, "wb")  # noqa: SIM115
             fh.write(data)
             fh.flush()
             with contextlib.suppress(OSError, AttributeError):  # start the write-back now, without waiting for it
@@ -128,7 +128,9 @@ class LocalTarget:
 
 class StagedFile:
     """A written temporary file of a :class:`LocalTarget`: ``commit`` flushes it to disk, then renames it into
-    place (so its name never shows a torn object, even after a power cut); ``abort`` removes it."""
+    place (so its name never shows a torn object, even after a power cut); ``abort`` removes it. An offsite
+    object is not read again soon, so its pages leave the page cache once on disk: memory that is reused at once
+    is cheaper to write to than fresh memory, and other data keeps its cache."""
 
     def __init__(self, target: LocalTarget, fh: IO[bytes], tmp: Path, final: Path) -> None:
         self._target, self._fh, self._tmp, self._final = target, fh, tmp, final
@@ -141,6 +143,8 @@ class StagedFile:
         try:
             with self._fh:
                 os.fsync(self._fh.fileno())
+                with contextlib.suppress(OSError, AttributeError):  # now clean: its pages go back to be reused
+                    os.posix_fadvise(self._fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.replace(self._tmp, self._final)
         except OSError as exc:
             with contextlib.suppress(OSError):
