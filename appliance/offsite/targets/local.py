@@ -1,9 +1,10 @@
 """A folder as an offsite target: a USB disk for rotation, a mounted NAS share, or just a local folder.
 
-Each object is a file; a put writes ``<path>.tmp-<random>``, flushes it to disk and renames it into place, so a
-pulled disk or a crash never leaves a half-written object under its real name. The uploader stages a stream's
-chunks (:meth:`LocalTarget.stage`): each file is written at once, with its write-back started, and flushed and
-renamed by a commit on another thread, so waiting for the disk overlaps with sealing the next chunks.
+Each object is a file; a put writes ``<path>.tmp-<random>``, flushes it to disk and renames it into place (then
+flushes the folder), so a pulled disk or a crash never leaves a half-written object under its real name. The
+uploader stages a stream's chunks (:meth:`LocalTarget.stage`): each file is written at once, with its write-back
+started, and flushed and renamed by a commit on another thread, so waiting for the disk overlaps with sealing the
+next chunks.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class LocalTarget:
 
 class StagedFile:
     """A written temporary file of a :class:`LocalTarget`: ``commit`` flushes it to disk, then renames it into
-    place (so its name never shows a torn object, even after a power cut); ``abort`` removes it. An offsite
+    place (so its name never shows a torn object, even after a power cut) and flushes the folder (so a chunk the
+    uploader journals as put is still there after a power cut, on any file system); ``abort`` removes it. An offsite
     object is not read again soon, so its pages leave the page cache once on disk: memory that is reused at once
     is cheaper to write to than fresh memory, and other data keeps its cache."""
 
@@ -146,6 +148,11 @@ class StagedFile:
                 with contextlib.suppress(OSError, AttributeError):  # now clean: its pages go back to be reused
                     os.posix_fadvise(self._fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.replace(self._tmp, self._final)
+            folder = os.open(self._final.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)  # the new name is on disk too before the object counts as put
+            finally:
+                os.close(folder)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
