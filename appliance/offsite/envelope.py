@@ -108,7 +108,9 @@ class Sealer:
         """The envelope of ``payload`` at ``index``, and its 16-byte GCM tag."""
         compression, body = self._compress(payload, compress)
         out = bytearray(HEADER_SIZE + len(body) + TAG_SIZE)  # one buffer: no copy of the ciphertext after it
-        return out, self._encrypt(body, compression, index, last, memoryview(out))
+        with memoryview(out) as view:
+            tag = self._encrypt(body, compression, index, last, view)
+        return out, tag
 
     def seal_into(
         self, payload: bytes | memoryview, index: int, out: bytearray, *, last: bool = False

@@ -321,8 +321,8 @@ def upload_stream(
 
         def committed_one() -> None:
             nonlocal stored
-            index, tag, digest, size, _, fut = committing.popleft()
-            fut.result()
+            committing[0][5].result()  # a failed one stays first: nothing after it is journaled
+            index, tag, digest, size, _, _ = committing.popleft()
             journal.append(tag, digest, size)  # in order: the journal only ever holds a prefix of the stream
             send_digest.update(digest)
             tags_hash.update(tag)
