@@ -8,8 +8,9 @@ text, snapshots it, and times, best of ``--runs``:
 * ``zfs send | zstd -1 -T2 > file``               (the goal's reference: compressed, unencrypted, one file)
 * ``zfs send | zstd -1 -T2 | openssl enc -aes-256-ctr > file`` (compressed and encrypted, one file, no
   authentication; ``openssl enc`` has no AEAD modes)
-* Bulwark: ``zfs send`` → 4 MiB chunks → zstd -1 → AES-256-GCM → a local-folder target (one file per chunk, each
-  fsynced and renamed into place, plus the journal for resuming), in a child process whose peak RSS is reported.
+* Bulwark: ``zfs send`` → 4 MiB chunks → BLAKE3 + zstd -1 + AES-256-GCM → a local-folder target (one file per
+  chunk, each fsynced, renamed into place and its folder fsynced before the journal for resuming records it), in
+  a child process whose peak RSS is reported. The peers write into the page cache and flush nothing.
 
 It prints MB/s of send-stream bytes and the ratio of each to Bulwark's. Everything it made is destroyed.
 """
