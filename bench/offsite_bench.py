@@ -12,7 +12,8 @@ text, snapshots it, and times, best of ``--runs``:
   chunk, each fsynced, renamed into place and its folder fsynced before the journal for resuming records it), in
   a child process whose peak RSS is reported. The peers write into the page cache and flush nothing.
 
-It prints MB/s of send-stream bytes and the ratio of each to Bulwark's. Everything it made is destroyed.
+The methods take turns in each round, so other load on the machine falls on all of them alike. It prints MB/s of
+send-stream bytes and the ratio of each to Bulwark's. Everything it made is destroyed.
 """
 
 from __future__ import annotations
@@ -80,15 +81,18 @@ def pipeline(*argvs: list[str], out: Path | None = None) -> None:
             prev = None if last else proc.stdout
 
 
-def best(runs: int, fn: Callable[[], None], cleanup: Callable[[], None]) -> float:
-    times = []
+def rounds(runs: int, methods: dict[str, Callable[[], None]], cleanup: Callable[[], None]) -> dict[str, float]:
+    """The best time of each method over ``runs`` rounds in which the methods take turns, so that a burst of other
+    load on the machine falls on all of them alike rather than on whichever ran then."""
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(runs):
-        cleanup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        for name, fn in methods.items():
+            cleanup()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
     cleanup()
-    return min(times)
+    return {name: min(t) for name, t in times.items()}
 
 
 def bench_size(zfs: ZfsHost, pool: str, work: Path, mib: int, runs: int) -> None:
@@ -110,21 +114,6 @@ def bench_size(zfs: ZfsHost, pool: str, work: Path, mib: int, runs: int) -> None
             zfs.retry_spurious_busy(lambda: zfs.zfs("destroy", "-r", recv, subject=recv))
 
     send_argv = ["zfs", "send", snap]
-    results: dict[str, float] = {}
-    results["zfs send | zfs receive"] = best(runs, lambda: pipeline(send_argv, ["zfs", "receive", "-u", recv]), clean)
-    results["zfs send | zstd -1 -T2 > file"] = best(
-        runs, lambda: pipeline(send_argv, ["zstd", "-1", "-T2", "-q", "-c"], out=out / "stream.zst"), clean
-    )
-    results["zfs send | zstd -1 -T2 | openssl aes-256-ctr > file"] = best(
-        runs,
-        lambda: pipeline(
-            send_argv,
-            ["zstd", "-1", "-T2", "-q", "-c"],
-            ["openssl", "enc", "-aes-256-ctr", "-pbkdf2", "-pass", "pass:bench-only"],
-            out=out / "stream.enc",
-        ),  # fmt: skip
-        clean,
-    )
     bulwark: list[dict[str, float]] = []
 
     def ours() -> None:
@@ -134,7 +123,20 @@ def bench_size(zfs: ZfsHost, pool: str, work: Path, mib: int, runs: int) -> None
         )  # fmt: skip
         bulwark.append(json.loads(res.out))
 
-    best(runs, ours, clean)
+    peers: dict[str, Callable[[], None]] = {
+        "zfs send | zfs receive": lambda: pipeline(send_argv, ["zfs", "receive", "-u", recv]),
+        "zfs send | zstd -1 -T2 > file": lambda: pipeline(
+            send_argv, ["zstd", "-1", "-T2", "-q", "-c"], out=out / "stream.zst"
+        ),
+        "zfs send | zstd -1 -T2 | openssl aes-256-ctr > file": lambda: pipeline(
+            send_argv,
+            ["zstd", "-1", "-T2", "-q", "-c"],
+            ["openssl", "enc", "-aes-256-ctr", "-pbkdf2", "-pass", "pass:bench-only"],
+            out=out / "stream.enc",
+        ),
+    }
+    results = rounds(runs, {**peers, "Bulwark": ours}, clean)  # Bulwark's own time is taken inside the child
+    del results["Bulwark"]
     fastest = min(bulwark, key=lambda r: r["seconds"])
     rss = max(r["rss_mib"] for r in bulwark)
     ratio = fastest["stored"] / fastest["plain"]
