@@ -37,6 +37,17 @@ _READY: set[Path] = set()  # areas whose directories this process has made sure 
 STAGED_MODE = 0o644  # the mode of every staged file (the commonest mode of files: most need no chmod at the commit)
 
 
+@contextlib.contextmanager
+def dir_lock(meta: Path) -> Iterator[None]:
+    """An exclusive lock on ``meta/lock``, held across the web server's worker processes."""
+    with open(meta / "lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Area:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -51,15 +62,9 @@ class Area:
                 d.mkdir(mode=0o700, exist_ok=True)
             _READY.add(root)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """One commit at a time per client, across the web server's worker processes."""
-        with open(self.meta / "lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return dir_lock(self.meta)
 
     @staticmethod
     def read_manifest(root: Path) -> list[dict[str, object]]:

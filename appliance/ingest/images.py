@@ -18,11 +18,9 @@ image; ZFS keeps only the blocks that changed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import zstandard
 
 from appliance.ingest import manifest
 from appliance.ingest.errors import ContentMismatch, ProtocolError
+from appliance.ingest.files import dir_lock
 
 BLOCK = 1024 * 1024
 HASH = 16
@@ -147,15 +146,9 @@ class Image:
         self.map_path = root / IMAGE_MAP
         self.info_path = self.meta / "image.json"
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """One writer at a time per image, across the web server's worker processes."""
-        with open(self.meta / "lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return dir_lock(self.meta)
 
     @staticmethod
     def read_info(root: Path) -> dict[str, Any]:
