@@ -80,7 +80,7 @@ class ImageNotFound(NotFound):
 class ClientOutOfSpace(OutOfSpace):
     """No space left on the appliance for client {} ({})."""
 
-    code = "out_of_space"
+    code = "agent_out_of_space"
     hint = (
         "Raise the client's quota ('bulwark client set CLIENT --quota SIZE') or free space on the pool, then run "
         "the backup again; what already arrived is kept and no recovery point was changed."
