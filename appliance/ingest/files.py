@@ -37,6 +37,18 @@ _READY: set[Path] = set()  # areas whose directories this process has made sure 
 STAGED_MODE = 0o644  # the mode of every staged file (the commonest mode of files: most need no chmod at the commit)
 
 
+def decode_body(body: bytes, encoding: str, limit: int, what: str) -> bytes:
+    """A message body as sent (identity) or zstd-compressed as a whole, never decompressed beyond ``limit``."""
+    if encoding == "zstd":
+        try:
+            return zstandard.ZstdDecompressor().decompress(body, max_output_size=limit)
+        except zstandard.ZstdError as exc:
+            raise ProtocolError(f"the zstd {what} is damaged ({exc})") from exc
+    if encoding not in ("", "identity"):
+        raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+    return body
+
+
 @contextlib.contextmanager
 def dir_lock(meta: Path) -> Iterator[None]:
     """An exclusive lock on ``meta/lock``, held across the web server's worker processes."""
@@ -159,13 +171,7 @@ class Area:
     def receive_pack(self, body: bytes, encoding: str) -> list[str]:
         """Several small contents in one message: ``hash (64 hex) | size (8 bytes, big-endian) | content``,
         repeated; the whole optionally zstd. Every item is verified before any is staged."""
-        if encoding == "zstd":
-            try:
-                body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_PART)
-            except zstandard.ZstdError as exc:
-                raise ProtocolError(f"the zstd pack is damaged ({exc})") from exc
-        elif encoding not in ("", "identity"):
-            raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+        body = decode_body(body, encoding, MAX_PART, "pack")
         if len(body) > MAX_PART:
             raise ProtocolError(f"a pack holds at most {MAX_PART} bytes")
         view = memoryview(body)
@@ -205,13 +211,7 @@ class Area:
         names = self.staged_names()
         if digest in names or digest + delta.SUFFIX in names:
             return 0
-        if encoding == "zstd":
-            try:
-                body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_PART)
-            except zstandard.ZstdError as exc:
-                raise ProtocolError(f"the zstd delta is damaged ({exc})") from exc
-        elif encoding not in ("", "identity"):
-            raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+        body = decode_body(body, encoding, MAX_PART, "delta")
         blocks = delta.parse(body, size)
         source = self.root / base.path
         if not self._base_in_tree(base, check_hash=self.recovering()):

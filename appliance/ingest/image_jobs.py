@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from pathlib import Path
@@ -15,12 +14,11 @@ from appliance.ingest import images
 from appliance.ingest.credentials import Credential
 from appliance.ingest.errors import ImageIncomplete, ImageNotFound, JobNotFound, JobNotOpen, ProtocolError
 from appliance.ingest.images import Image
-from appliance.ingest.jobs import active_client
+from appliance.ingest.jobs import active_client, mounted_root
 from appliance.store import Store
 from appliance.zfs import datasets
+from appliance.zfs.errors import DatasetNotFound
 from appliance.zfs.host import ZfsHost
-
-_MOUNTS: dict[str, Path] = {}  # per process: an image dataset's mount directory, checked to be still mounted
 
 
 def area(name: str) -> str:
@@ -29,20 +27,13 @@ def area(name: str) -> str:
 
 def image_root(zfs: ZfsHost, client: Client, name: str, *, create: bool = False) -> Path:
     dataset = client.area_dataset(area(name))
-    known = _MOUNTS.get(dataset)
-    if known is not None and os.path.ismount(known):
-        return known
-    if not datasets.exists(zfs, dataset):
+    try:
+        return mounted_root(zfs, dataset)  # no ZFS command while it stays mounted
+    except DatasetNotFound:
         if not create:
-            raise ImageNotFound(name)
-        datasets.create(zfs, dataset, parents=True)
-    ds = datasets.get_dataset(zfs, dataset)
-    if not ds.mounted:
-        datasets.mount(zfs, ds.name)
-        ds = datasets.get_dataset(zfs, ds.name)
-    assert ds.mountpoint is not None
-    _MOUNTS[dataset] = Path(ds.mountpoint)
-    return _MOUNTS[dataset]
+            raise ImageNotFound(name) from None
+    datasets.create(zfs, dataset, parents=True)
+    return mounted_root(zfs, dataset)
 
 
 def last_point(store: Store, zfs: ZfsHost, client: str, name: str) -> str | None:

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-import zstandard
 
 from appliance.ingest import manifest
 from appliance.ingest.errors import ContentMismatch, ProtocolError
-from appliance.ingest.files import dir_lock
+from appliance.ingest.files import decode_body, dir_lock
 
 BLOCK = 1024 * 1024
 HASH = 16
@@ -93,13 +92,7 @@ class Block:
 def parse_blocks(body: bytes, encoding: str, size: int) -> list[Block]:
     """``index (8, big-endian) | length (4) | hash (16) | data``, repeated; length 0 means "all zeros". Every
     record is checked (bounds, length, hash) before any is used: one bad record refuses the message."""
-    if encoding == "zstd":
-        try:
-            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_BODY)
-        except zstandard.ZstdError as exc:
-            raise ProtocolError(f"the zstd block message is damaged ({exc})") from exc
-    elif encoding not in ("", "identity"):
-        raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
+    body = decode_body(body, encoding, MAX_BODY, "block message")
     if len(body) > MAX_BODY:
         raise ProtocolError("a block message carries at most 16 MiB of blocks")
     view = memoryview(body)

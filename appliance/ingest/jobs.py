@@ -40,18 +40,22 @@ def _job(row: Any) -> Job:
 _MOUNTS: dict[str, Path] = {}  # per process: a dataset's mount directory, checked to be still mounted
 
 
-def files_area(store: Store, zfs: ZfsHost, client: Client) -> Area:
-    name = client.area_dataset("files")
+def mounted_root(zfs: ZfsHost, name: str) -> Path:
+    """The mount directory of dataset ``name``, mounting it if needed (remembered while it stays mounted)."""
     known = _MOUNTS.get(name)
     if known is not None and os.path.ismount(known):
-        return Area(known)
+        return known
     ds = datasets.get_dataset(zfs, name)
     if not ds.mounted:
         datasets.mount(zfs, ds.name)
         ds = datasets.get_dataset(zfs, ds.name)
     assert ds.mountpoint is not None
     _MOUNTS[name] = Path(ds.mountpoint)
-    return Area(Path(ds.mountpoint))
+    return _MOUNTS[name]
+
+
+def files_area(store: Store, zfs: ZfsHost, client: Client) -> Area:
+    return Area(mounted_root(zfs, client.area_dataset("files")))
 
 
 def active_client(store: Store, cred: Credential) -> Client:
