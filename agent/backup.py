@@ -21,7 +21,7 @@ PART = 8 * 1024 * 1024
 PACK_ITEM = 1024 * 1024  # contents up to this size travel in packs
 PACK_BYTES = 8 * 1024 * 1024
 DELTA_MAX = 12 * 1024 * 1024  # more changed blocks than this: the whole content is sent
-STREAMS = 2  # uploads at once, each on its own connection: reading, compressing and the appliance's writes overlap
+STREAMS = 3  # uploads at once, each on its own connection: reading, compressing and the appliance's writes overlap
 SAMPLE = 16 * 1024  # compression is tried on a few samples of a part before the whole of it
 PACED = 64 * 1024  # the smallest message under a bandwidth limit
 
@@ -41,6 +41,7 @@ class Report:
     bytes_sent: int
     blobs_sent: int
     seconds: float
+    phases: dict[str, float]  # seconds spent scanning, sending and committing
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -245,6 +246,8 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         opened = conn.request("POST", "/jobs", {"kind": "files"})  # before the scan: refused at once if not now
         job = opened["job"]
         reporter = reporting.JobReporter(enrolled, job).start("scanning")
+        phases: dict[str, float] = {}
+        mark = time.monotonic()
         cache = state.load_cache(state_dir)
         found = scan.scan(paths, cache)
         state.save_cache(state_dir, cache)
@@ -259,7 +262,9 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
         reporter.phase("sending", lambda: {"bytes_done": min(progress.done, progress.total),
                                            "bytes_total": progress.total, "files_total": len(missing)})  # fmt: skip
+        phases["scan"], mark = time.monotonic() - mark, time.monotonic()
         sent = _upload(streams, job, found, base, missing, partial, progress)
+        phases["send"], mark = time.monotonic() - mark, time.monotonic()
         if not quiet and progress.total:
             sys.stderr.write("\n")
         reporter.phase("committing")
@@ -277,6 +282,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
                     sent += _send(conn, job, digest, local, size, 0, progress)
         else:
             raise AgentError("the appliance kept asking for content", "run the backup again")
+        phases["commit"] = time.monotonic() - mark
         return Report(
             job,
             result["point"],
@@ -286,6 +292,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             sent,
             len(missing),
             time.monotonic() - began,
+            {k: round(v, 3) for k, v in phases.items()},
         )
     finally:
         if reporter is not None:

@@ -96,8 +96,21 @@ def gunicorn_argv(paths: Paths, opts: WebOptions) -> list[str]:
     ]
 
 
+# A TLS socket read allocates a buffer as large as the read asked for (gunicorn asks for up to 1 MiB of a request
+# body) and shrinks it to the record it got (16 KiB at most). Above glibc's default mmap threshold each such buffer
+# is a fresh mapping, so every record costs an mmap, page faults and an munmap. A fixed threshold above that size,
+# and a trim threshold that keeps freed memory for the next request, take the buffers from the heap instead (over
+# a 2 GiB agent backup: a tenth less CPU in the web server).
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=67108864"
+
+
+def _malloc_tunables() -> str:
+    inherited = os.environ.get("GLIBC_TUNABLES", "")
+    return f"{inherited}:{MALLOC_TUNABLES}" if inherited else MALLOC_TUNABLES
+
+
 def start_web(runner: LocalRunner, paths: Paths, opts: WebOptions) -> Service:
-    env = {"BULWARK_DATA_DIR": str(paths.data_dir)}
+    env = {"BULWARK_DATA_DIR": str(paths.data_dir), "GLIBC_TUNABLES": _malloc_tunables()}
     if opts.tunnel_port is not None:
         env[tunnel_config.LISTENER_ENV] = str(opts.tunnel_port)
     return runner.spawn(

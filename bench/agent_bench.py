@@ -320,7 +320,8 @@ def run_agent(state: Path, tree: Path, relay: Relay) -> Result:
     relay.take()
     seconds, out = timed([AGENT, "--state-dir", str(state), "--json", "backup", str(tree)])
     report = json.loads(out)
-    return Result(seconds, relay.take(), f"payload {report.get('bytes_sent', 0) / MiB:.1f} MiB, {report.get('point')}")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("phases", {}).items())
+    return Result(seconds, relay.take(), f"payload {report.get('bytes_sent', 0) / MiB:.1f} MiB ({phases})")
 
 
 def run_rsync(tree: Path, relay: Relay) -> Result:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -27,7 +28,7 @@ from typing import IO
 import blake3
 import zstandard
 
-from appliance.ingest import delta, manifest, tree
+from appliance.ingest import delta, manifest, parts, tree
 from appliance.ingest.errors import ContentMismatch, ProtocolError
 from appliance.ingest.manifest import Entry
 
@@ -121,51 +122,39 @@ class Area:
         return missing, partial
 
     def receive(self, digest: str, offset: int, total: int, final: bool, body: IO[bytes], encoding: str) -> int:
-        """Append one part of ``digest``'s content at ``offset``; on the final part verify size and hash and
-        stage it. Returns the bytes now held. A lie (too much data, wrong size or hash) discards the part.
-        The part is hashed as it is written; only the bytes of earlier parts are read back, once."""
-        if self.staged(digest).exists():
-            return total
-        part = self.partial(digest)
-        have = part.stat().st_size if part.exists() else 0
-        if offset != have and offset != 0:
-            raise ProtocolError(f"part of {digest[:12]}… at offset {offset}, but {have} bytes have arrived")
+        """Write one part of ``digest``'s content at ``offset`` (0, or the bytes already held); on the final part
+        verify size and hash and stage it. Returns the bytes now held. A lie (too much data, wrong size or hash)
+        discards the part. Parts are hashed as they are written (see :mod:`appliance.ingest.parts`)."""
         reader: IO[bytes] = body
         if encoding == "zstd":
             reader = zstandard.ZstdDecompressor().stream_reader(body)
         elif encoding not in ("", "identity"):
             raise ProtocolError(f"content encoding {encoding!r} is not supported (identity or zstd)")
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        written = offset
-        with open(part, "r+b") if offset else os.fdopen(_create(part), "wb") as out:
-            if final and offset:
-                _hash_prefix(hasher, out.fileno(), offset)
-            out.seek(offset)
-            out.truncate()
-            while True:
-                try:
-                    data = reader.read(CHUNK)
-                except zstandard.ZstdError as exc:
-                    part.unlink(missing_ok=True)
-                    raise ProtocolError(f"the zstd stream is damaged ({exc})") from exc
-                if not data:
-                    break
-                written += len(data)
-                if written > total or written - offset > MAX_PART:
-                    part.unlink(missing_ok=True)
-                    raise ContentMismatch(digest[:12] + "…", "more data than the size announced")
-                out.write(data)
-                if final:
-                    hasher.update(data)
-        if not final:
-            return written
-        if written != total:
-            part.unlink(missing_ok=True)
-            raise ContentMismatch(digest[:12] + "…", f"{written} bytes arrived, {total} were announced")
-        if hasher.hexdigest() != digest:
-            part.unlink(missing_ok=True)
-            raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")
-        os.replace(part, self.staged(digest))
+        part = self.partial(digest)
+        with parts.locked(part, self.staged(digest), STAGED_MODE) as fd:
+            if fd is None:
+                return total
+            have = os.fstat(fd).st_size
+            if offset != have and offset != 0:
+                if not have:
+                    part.unlink()  # made just now by the lock
+                raise ProtocolError(f"part of {digest[:12]}… at offset {offset}, but {have} bytes have arrived")
+            hasher = parts.RUNNING.resume(part, fd, offset)
+            if have != offset:
+                os.ftruncate(fd, offset)
+            try:
+                written, last = _write_part(fd, reader, hasher, digest, offset, total)
+                if final and written != total:
+                    raise ContentMismatch(digest[:12] + "…", f"{written} bytes arrived, {total} were announced")  # noqa: TRY301
+                if final and hasher.hexdigest() != digest:
+                    raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")  # noqa: TRY301
+            except (ProtocolError, ContentMismatch):
+                part.unlink(missing_ok=True)
+                raise
+            if not final:
+                parts.RUNNING.keep(part, fd, written, last if written > offset else b"", hasher)
+                return written
+            os.replace(part, self.staged(digest))
         return written
 
     def receive_pack(self, body: bytes, encoding: str) -> list[str]:
@@ -347,7 +336,9 @@ def _empty(directory: Path) -> None:
             path.unlink()
 
 
+@functools.cache
 def _umask() -> int | None:
+    """This process's umask (set once when it starts), read without changing it."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -373,14 +364,31 @@ def _write_all(fd: int, data: memoryview | bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _hash_prefix(h: blake3.blake3, fd: int, length: int) -> None:
-    at = 0
-    while at < length:
-        data = os.pread(fd, min(8 * CHUNK, length - at), at)
+def _write_part(
+    fd: int, reader: IO[bytes], hasher: blake3.blake3, digest: str, offset: int, total: int
+) -> tuple[int, bytes]:
+    """The part's bytes written from ``offset`` and hashed; returns the bytes held now and the last piece."""
+    written, last = offset, b""
+    while True:
+        try:
+            data = reader.read(CHUNK)
+        except zstandard.ZstdError as exc:
+            raise ProtocolError(f"the zstd stream is damaged ({exc})") from exc
         if not data:
-            raise ProtocolError("the content that arrived earlier is shorter than its offset")
-        h.update(data)
-        at += len(data)
+            return written, last
+        if written + len(data) > total or written + len(data) - offset > MAX_PART:
+            raise ContentMismatch(digest[:12] + "…", "more data than the size announced")
+        _pwrite_all(fd, data, written)
+        written += len(data)
+        hasher.update(data)
+        last = data
+
+
+def _pwrite_all(fd: int, data: bytes, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        view, at = view[n:], at + n
 
 
 def hash_file(path: Path) -> str:
