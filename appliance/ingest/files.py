@@ -2,8 +2,9 @@
 
 The tree lives at the dataset's root; the appliance's own state sits in ``.bulwark/``: ``manifest.json`` (the
 manifest of the tree as last committed, so every recovery point carries its own), ``staging/`` (content that
-arrived for a job not committed yet, each verified by BLAKE3 as it arrived — ``<blake3>`` whole contents and
-``<blake3>.delta`` changed blocks of a large file — kept across interrupted jobs so nothing is sent twice),
+arrived for a job not committed yet, each verified by BLAKE3 as it arrived — ``<blake3>`` whole contents,
+``<id>.pack`` small contents several to a file (:mod:`appliance.ingest.packs`) and ``<blake3>.delta`` changed
+blocks of a large file — kept across interrupted jobs so nothing is sent twice),
 ``tmp/`` and, while a commit changes the tree, the mark ``applying``.
 A commit first makes sure every needed content is at hand (in the tree already, staged, or copied from elsewhere
 in the tree and verified by hash), then makes the tree match the manifest (see :mod:`appliance.ingest.tree`),
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import secrets
@@ -28,7 +28,7 @@ from typing import IO
 import blake3
 import zstandard
 
-from appliance.ingest import delta, manifest, parts, tree
+from appliance.ingest import delta, manifest, packs, parts, tree
 from appliance.ingest.errors import ContentMismatch, ProtocolError
 from appliance.ingest.manifest import Entry
 
@@ -111,9 +111,10 @@ class Area:
         already arrived."""
         known = {e.hash for e in base if e.type == "f"}
         names = self.staged_names()
+        packed = packs.read_index(self.staging, names)
         missing, partial = [], {}
         for digest in dict.fromkeys(manifest.check_hash(d) for d in digests):
-            if digest in known or digest in names or digest + delta.SUFFIX in names:
+            if digest in known or digest in names or digest in packed or digest + delta.SUFFIX in names:
                 continue
             missing.append(digest)
             if digest + ".part" in names:
@@ -179,17 +180,9 @@ class Area:
             items.append((digest, data))
             pos += 72 + size
         names = self.staged_names()
-        for digest, data in items:
-            if digest in names:
-                continue
-            tmp = self.tmp / secrets.token_hex(8)
-            fd = _create(tmp, exclusive=True)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.staged(digest))
-            names.add(digest)
+        fresh = {d: data for d, data in items if d not in names}  # a content staged whole is not kept twice
+        if fresh:
+            packs.write(self.staging, self.tmp, fresh.items(), STAGED_MODE)
         return [d for d, _ in items]
 
     def receive_delta(self, digest: str, size: int, base: Entry, body: bytes, encoding: str) -> int:
@@ -237,6 +230,7 @@ class Area:
         wrote it verified it) unless a commit was interrupted since: then it is hashed where it lies."""
         plan = tree.Plan(recovery=self.recovering())
         names = self.staged_names()
+        packed = packs.read_index(self.staging, names)
         old = {e.path: e for e in base}
         in_tree: dict[str, list[str]] = {}
         for e in base:
@@ -256,6 +250,9 @@ class Area:
                 plan.sources[e.path] = tree.KEEP
             elif e.hash in names:
                 plan.sources[e.path] = tree.STAGED
+            elif e.hash in packed and packed[e.hash].size == e.size:
+                plan.sources[e.path] = tree.PACKED
+                plan.packed[e.path] = packed[e.hash]
             elif e.hash + delta.SUFFIX in names and self._delta_applies(e, prev, plan):
                 plan.sources[e.path] = tree.DELTA
             elif any(self._stage_from_tree(e.hash, p) for p in in_tree.get(e.hash, [])):
@@ -336,32 +333,13 @@ def _empty(directory: Path) -> None:
             path.unlink()
 
 
-@functools.cache
-def _umask() -> int | None:
-    """This process's umask (set once when it starts), read without changing it."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def _create(path: Path, exclusive: bool = False) -> int:
     """A new staged file, its mode exactly STAGED_MODE whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), STAGED_MODE)
-    umask = _umask()
+    umask = tree.process_umask()
     if umask is None or STAGED_MODE & umask:
         os.fchmod(fd, STAGED_MODE)
     return fd
-
-
-def _write_all(fd: int, data: memoryview | bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _write_part(

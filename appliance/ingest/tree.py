@@ -10,6 +10,9 @@ entries to remove and compares what it finds with the manifest, as the first com
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -18,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.clients.errors import UnsafePath
-from appliance.ingest import delta, manifest
+from appliance.ingest import delta, manifest, packs
 from appliance.ingest.manifest import Entry
 
-KEEP, STAGED, DELTA = "keep", "staged", "delta"  # where a file's content comes from
+WRITERS = 8  # files written from packs at once: the file system daemon serves several requests together
+KEEP, STAGED, DELTA, PACKED = "keep", "staged", "delta", "packed"  # where a file's content comes from
 
 
 @dataclass
@@ -29,8 +33,9 @@ class Plan:
     """What :meth:`Area.gather` found: where each file's content comes from."""
 
     recovery: bool
-    sources: dict[str, str] = field(default_factory=dict)  # path -> KEEP | STAGED | DELTA
+    sources: dict[str, str] = field(default_factory=dict)  # path -> KEEP | STAGED | DELTA | PACKED
     deltas: dict[str, delta.Delta] = field(default_factory=dict)  # path -> its delta
+    packed: dict[str, packs.Item] = field(default_factory=dict)  # path -> where its content lies in a pack
 
 
 def lstat(path: Path | str) -> os.stat_result | None:
@@ -80,6 +85,7 @@ class Applier:
         self.root, self.staging, self.tmp, self.plan = root, staging, tmp, plan
         self.staged = staged  # owner, group and mode of every staged file (see files.STAGED_MODE)
         self.touched: set[str] = set()  # directories whose entries were added, removed or replaced
+        self.from_packs: list[tuple[Entry, bool]] = []  # files written from packs after the others, pack by pack
 
     def _mark(self, rel: str) -> None:
         self.touched.add(rel.rpartition("/")[0])
@@ -112,6 +118,7 @@ class Applier:
                 self._symlink(e, path, prev)
             else:
                 self._file(e, path, prev, uses)
+        self._files_from_packs()
         for e in reversed(entries):  # directories last, deepest first: writing inside changes their mtime
             if e.type != "d":
                 continue
@@ -165,6 +172,10 @@ class Applier:
             else:
                 set_meta(path, e, _entry_meta(prev))
             return
+        if source == PACKED:
+            self.from_packs.append((e, self.plan.recovery or prev is not None))
+            self._mark(e.path)
+            return
         if source == DELTA:
             delta.write_in_place(path, self.plan.deltas[e.path])
             set_meta(path, e, _meta(os.lstat(path)))
@@ -181,6 +192,27 @@ class Applier:
             have = _meta(os.lstat(path))
         self._mark(e.path)
         set_meta(path, e, have)
+
+    def _files_from_packs(self) -> None:
+        """Each file whose content lies in a pack, written in place: one pack read at a time, each file created
+        anew (never through a symlink) with its mode, owner and mtime set on the open file."""
+        by_pack: dict[str, list[tuple[Entry, bool]]] = {}
+        for e, replaces in self.from_packs:
+            by_pack.setdefault(self.plan.packed[e.path].pack, []).append((e, replaces))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            for name, files in by_pack.items():
+                data = memoryview(packs.read_pack(self.staging, name))
+
+                def write(job: tuple[Entry, bool], data: memoryview = data, name: str = name) -> None:
+                    e, replaces = job
+                    item = self.plan.packed[e.path]
+                    content = data[item.offset : item.offset + item.size]
+                    if len(content) != e.size:
+                        raise OSError(f"the staged pack {name} is shorter than it says")
+                    _write_new(self.root / e.path, e, content, replaces)
+
+                for _ in pool.map(write, files):  # the first error stops the commit
+                    pass
 
     def _remove(self, path: Path, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
@@ -223,3 +255,43 @@ class Applier:
                 self._remove(path, st)
                 self._mark(rel)
             dirnames[:] = [d for d in dirnames if d in keep_dirs]
+
+
+@functools.cache
+def process_umask() -> int | None:
+    """This process's umask (set once when it starts), read without changing it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _write_new(path: Path, e: Entry, content: memoryview, replaces: bool) -> None:
+    """``path`` created with ``content``, then ``e``'s owner, mode and mtime; whatever was there first removed."""
+    if replaces:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, e.mode & 0o777)
+    except FileExistsError:  # not where the manifest put it: something the last commit did not leave
+        os.unlink(path)
+        fd = os.open(path, flags, e.mode & 0o777)
+    try:
+        view = content
+        while view:
+            view = view[os.write(fd, view) :]
+        chowned = False
+        if os.geteuid() == 0 and (e.uid, e.gid) != (os.geteuid(), os.getegid()):
+            os.fchown(fd, e.uid, e.gid)
+            chowned = True
+        umask = process_umask()
+        if chowned or e.mode & ~0o777 or umask is None or e.mode & umask:
+            os.fchmod(fd, e.mode)
+        os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+    finally:
+        os.close(fd)
