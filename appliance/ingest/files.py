@@ -333,9 +333,9 @@ def _empty(directory: Path) -> None:
             path.unlink()
 
 
-def _create(path: Path, exclusive: bool = False) -> int:
+def _create(path: Path) -> int:
     """A new staged file, its mode exactly STAGED_MODE whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), STAGED_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STAGED_MODE)
     umask = tree.process_umask()
     if umask is None or STAGED_MODE & umask:
         os.fchmod(fd, STAGED_MODE)
