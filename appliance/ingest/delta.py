@@ -84,7 +84,7 @@ def read_ahead(fd: int, start: int, end: int) -> Iterator[bytes]:
         while at < end:
             chunk = pending.result()
             if not chunk:
-                raise ProtocolError("the previous version changed while it was read")
+                raise ProtocolError("a file was cut short while it was read")
             at += len(chunk)
             if at < end:
                 pending = reader.submit(os.pread, fd, min(READ, end - at), at)

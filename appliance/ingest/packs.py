@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.ingest import manifest
+from appliance.ingest.errors import ProtocolError
 
 SUFFIX = ".pack"
 MAX_INDEX = 4 * 1024 * 1024
@@ -41,7 +42,7 @@ def write(staging: Path, tmp: Path, items: Iterable[tuple[str, memoryview]], mod
     part = tmp / name
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        _write_all(fd, b"".join([head, *pieces]))
+        write_all(fd, b"".join([head, *pieces]))
     finally:
         os.close(fd)
     os.replace(part, staging / name)
@@ -61,7 +62,7 @@ def read_index(staging: Path, names: Iterable[str]) -> dict[str, Item]:
                 length = os.fstat(fh.fileno()).st_size
             entries = json.loads(head)
             items = {manifest.check_hash(d): Item(name, len(head) + int(o), int(s)) for d, o, s in entries}
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, ProtocolError):
             continue
         if all(item.offset + item.size <= length for item in items.values()):
             found.update(items)
@@ -73,7 +74,7 @@ def read_pack(staging: Path, name: str) -> bytes:
         return fh.read()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

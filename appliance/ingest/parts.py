@@ -20,9 +20,10 @@ from pathlib import Path
 
 import blake3
 
+from appliance.ingest import delta
+
 TAIL = 4096  # the last bytes of a part file, kept with its state to recognise the file
 KEEP = 64  # states kept per process, the oldest dropped first
-READ = 8 * 1024 * 1024
 
 
 def new_hasher() -> blake3.blake3:
@@ -54,13 +55,8 @@ class RunningHashes:
             if _tail(fd, size) == state.tail:
                 return state.hasher
         hasher = new_hasher()
-        at = 0
-        while at < size:
-            data = os.pread(fd, min(READ, size - at), at)
-            if not data:
-                raise OSError(f"{path.name} is shorter than the {size} bytes it held")
+        for data in delta.read_ahead(fd, 0, size):
             hasher.update(data)
-            at += len(data)
         return hasher
 
     def keep(self, path: Path, fd: int, size: int, last: bytes, hasher: blake3.blake3) -> None:

@@ -282,9 +282,7 @@ def _write_new(path: Path, e: Entry, content: memoryview, replaces: bool) -> Non
         os.unlink(path)
         fd = os.open(path, flags, e.mode & 0o777)
     try:
-        view = content
-        while view:
-            view = view[os.write(fd, view) :]
+        packs.write_all(fd, content)
         chowned = False
         if os.geteuid() == 0 and (e.uid, e.gid) != (os.geteuid(), os.getegid()):
             os.fchown(fd, e.uid, e.gid)

@@ -227,6 +227,8 @@ def test_small_contents_wait_in_packs_and_a_damaged_pack_is_asked_for_again(area
     (area.staging / pack).write_bytes(damaged[: len(damaged) - 3])  # cut short: its index promises more
     assert area.have([h(a), h(b)], []) == ([h(a), h(b)], {})
     assert area.gather([f("a", a)], []) == [h(a)]
+    (area.staging / pack).write_bytes(b'[["not-a-hash",0,1]]\nx')  # an index that names no content
+    assert area.have([h(a)], []) == ([h(a)], {})
     stage(area, a, b)
     assert commit(area, [f("a", a, mode=0o4750), f("b", b, mode=0o600), f("c", a)]) == []
     for name, data, mode in (("a", a, 0o4750), ("b", b, 0o600), ("c", a, 0o644)):
