@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ class Report:
     blobs_sent: int
     seconds: float
     phases: dict[str, float]  # seconds spent scanning, sending and committing
+    written_ahead: int  # small files the appliance wrote while the rest was sent (a first backup)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -188,9 +191,12 @@ def _upload(
     missing: list[str],
     partial: dict[str, int],
     progress: Progress,
-) -> int:
+    prepare: Callable[[], dict[str, Any]] | None = None,
+) -> tuple[int, int]:
     """Everything the appliance lacks, on STREAMS connections at once: deltas first (a delta the appliance
-    cannot use is sent whole after all), then the other contents largest first, then the packs."""
+    cannot use is sent whole after all), the largest content, the packs, then the other contents largest first.
+    Once the packs are in, ``prepare`` (if given) runs on a connection of its own while the rest is sent.
+    Returns the bytes sent and the files ``prepare`` had written."""
     by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
     wanted = set(missing)
     deltas = {}
@@ -224,16 +230,32 @@ def _upload(
     large = sorted(
         (d for d in missing if d not in deltas and d not in small), key=lambda d: by_hash[d][1], reverse=True
     )
-    with concurrent.futures.ThreadPoolExecutor(max_workers=STREAMS) as pool:
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=STREAMS) as pool,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as side,
+    ):
         futures = [pool.submit(delta, d) for d in deltas]
-        futures += [pool.submit(whole, d) for d in large]
-        futures += [pool.submit(pack, items) for items in _packs([(d, *by_hash[d]) for d in small], pack_bytes)]
+        futures += [pool.submit(whole, d) for d in large[:1]]
+        packed = [pool.submit(pack, items) for items in _packs([(d, *by_hash[d]) for d in small], pack_bytes)]
+        futures += packed + [pool.submit(whole, d) for d in large[1:]]
+        ahead = side.submit(_after, packed, prepare) if prepare is not None and packed else None
         try:
-            return sum(f.result() for f in futures)
+            sent = sum(f.result() for f in futures)
+            return sent, ahead.result() if ahead is not None else 0
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
+
+
+def _after(packed: list[concurrent.futures.Future[int]], prepare: Callable[[], dict[str, Any]]) -> int:
+    """``prepare`` once every pack arrived. It only saves the commit time, so a failure here is left for the
+    commit to meet and report."""
+    done, _ = concurrent.futures.wait(packed)
+    if all(not f.cancelled() and f.exception() is None for f in done):
+        with contextlib.suppress(AgentError, OSError, KeyError, TypeError, ValueError):
+            return int(prepare()["written"])
+    return 0
 
 
 def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = False) -> Report:
@@ -263,7 +285,16 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         reporter.phase("sending", lambda: {"bytes_done": min(progress.done, progress.total),
                                            "bytes_total": progress.total, "files_total": len(missing)})  # fmt: skip
         phases["scan"], mark = time.monotonic() - mark, time.monotonic()
-        sent = _upload(streams, job, found, base, missing, partial, progress)
+        prepare = None
+        if opened.get("prepare"):  # no base to diff against: small files can be written while the rest arrives
+
+            def prepare() -> dict[str, Any]:
+                answer: dict[str, Any] = streams.conn().request(
+                    "POST", f"/jobs/{job}/prepare", {"manifest": found.entries}
+                )
+                return answer
+
+        sent, ahead = _upload(streams, job, found, base, missing, partial, progress, prepare)
         phases["send"], mark = time.monotonic() - mark, time.monotonic()
         if not quiet and progress.total:
             sys.stderr.write("\n")
@@ -293,6 +324,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             len(missing),
             time.monotonic() - began,
             {k: round(v, 3) for k, v in phases.items()},
+            ahead,
         )
     finally:
         if reporter is not None:

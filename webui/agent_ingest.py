@@ -106,8 +106,12 @@ def open_job() -> Any:
     body = _json()
     if body.get("kind", "files") != "files":
         raise ProtocolError("this route opens 'files' jobs; image jobs are opened at /images/jobs")
-    job, base = jobs.open_job(state.store(), state.zfs(), _agent())
-    return jsonify({"job": job.id, "base_point": job.base_point, "manifest": manifest.to_json(base)}), 201
+    store, zfs, cred = state.store(), state.zfs(), _agent()
+    job, base = jobs.open_job(store, zfs, cred)
+    prepare = jobs.files_area(store, zfs, jobs.active_client(store, cred)).recovering()
+    return jsonify(
+        {"job": job.id, "base_point": job.base_point, "manifest": manifest.to_json(base), "prepare": prepare}
+    ), 201
 
 
 @bp.post("/jobs/<job_id>/missing")
@@ -176,6 +180,12 @@ def delta(job_id: str, digest: str) -> Any:
     area.receive_delta(digest, size, base, body, request.headers.get("Content-Encoding", ""))
     jobs.add_sent(store, job, len(body))
     return jsonify({"hash": digest, "complete": True})
+
+
+@bp.post("/jobs/<job_id>/prepare")
+@requires(PUBLIC)
+def prepare(job_id: str) -> Any:
+    return jsonify(jobs.prepare(state.store(), state.zfs(), _agent(), job_id, _json().get("manifest")))
 
 
 @bp.post("/jobs/<job_id>/commit")

@@ -28,7 +28,7 @@ from typing import IO
 import blake3
 import zstandard
 
-from appliance.ingest import delta, manifest, packs, parts, tree
+from appliance.ingest import delta, manifest, packs, parts, placing, tree
 from appliance.ingest.errors import ContentMismatch, ProtocolError
 from appliance.ingest.manifest import Entry
 
@@ -231,6 +231,7 @@ class Area:
         plan = tree.Plan(recovery=self.recovering())
         names = self.staged_names()
         packed = packs.read_index(self.staging, names)
+        placed = placing.load_ledger(self.staging) if plan.recovery else {}
         old = {e.path: e for e in base}
         in_tree: dict[str, list[str]] = {}
         for e in base:
@@ -248,6 +249,9 @@ class Area:
                 and (not plan.recovery or self._base_in_tree(prev, check_hash=True))
             ):
                 plan.sources[e.path] = tree.KEEP
+            elif placed.get(e.path) == e.hash and (st := placing.still_placed(self.root, e)) is not None:
+                plan.sources[e.path] = tree.KEEP  # written ahead by prepare()
+                plan.placed[e.path] = st
             elif e.hash in names:
                 plan.sources[e.path] = tree.STAGED
             elif e.hash in packed and packed[e.hash].size == e.size:
@@ -306,10 +310,19 @@ class Area:
         """Make the tree match ``entries`` exactly (after :meth:`gather` found every content)."""
         assert self.plan is not None, "gather() first"
         self.applying.touch()
+        placing.drop_ledger(self.staging)  # the plan holds what it said; the tree changes from here on
         st = os.lstat(self.staging)  # a staged file belongs to this process's user, and group unless set-group-ID
         gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
         staged = (os.geteuid(), gid, STAGED_MODE)
         tree.Applier(self.root, self.staging, self.tmp, self.plan, staged).apply(entries, base)
+
+    def prepare(self, entries: list[Entry]) -> int:
+        """Before the commit, while large contents still arrive: write the files whose content is in a staged pack
+        (see :mod:`appliance.ingest.placing`), only where the commit would write every file anyway (there is no
+        clean base to diff against). Returns how many files were written."""
+        if not self.recovering():
+            return 0
+        return placing.place(self.root, self.staging, self.tmp, entries, self.load_manifest())
 
     def finish(self, entries: list[Entry]) -> None:
         """Record the committed manifest, drop staged content (the tree now holds it) and clear the mark. On ZFS

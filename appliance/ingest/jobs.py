@@ -110,6 +110,17 @@ def add_sent(store: Store, job: Job, count: int) -> None:
         db.execute("UPDATE agent_jobs SET bytes_sent = bytes_sent + ? WHERE id = ?", (count, job.id))
 
 
+def prepare(store: Store, zfs: ZfsHost, cred: Credential, job_id: str, raw_manifest: Any) -> dict[str, Any]:
+    """The job's manifest ahead of its commit: where the commit would write every file anyway, the files whose
+    content arrived in packs are written now, while the rest arrives (see :mod:`appliance.ingest.placing`)."""
+    job = get_job(store, cred, job_id, open_only=True)
+    entries = manifest.parse(raw_manifest)
+    area = files_area(store, zfs, active_client(store, cred))
+    with area.locked():
+        written = area.prepare(entries)
+    return {"job": job.id, "written": written}
+
+
 def commit(
     store: Store, zfs: ZfsHost, cred: Credential, job_id: str, raw_manifest: Any, stats: dict[str, Any]
 ) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Plan:
     sources: dict[str, str] = field(default_factory=dict)  # path -> KEEP | STAGED | DELTA | PACKED
     deltas: dict[str, delta.Delta] = field(default_factory=dict)  # path -> its delta
     packed: dict[str, packs.Item] = field(default_factory=dict)  # path -> where its content lies in a pack
+    placed: dict[str, os.stat_result] = field(default_factory=dict)  # path -> a file written ahead, as found
 
 
 def lstat(path: Path | str) -> os.stat_result | None:
@@ -167,13 +168,13 @@ class Applier:
         source = self.plan.sources[e.path]
         if source == KEEP:
             if self.plan.recovery or prev is None:
-                current = lstat(path)
+                current = self.plan.placed.get(e.path) or lstat(path)
                 set_meta(path, e, _meta(current) if current is not None else None)
             else:
                 set_meta(path, e, _entry_meta(prev))
             return
         if source == PACKED:
-            self.from_packs.append((e, self.plan.recovery or prev is not None))
+            self.from_packs.append((e, prev is not None))  # a new path is tried first: it is seldom there
             self._mark(e.path)
             return
         if source == DELTA:
@@ -194,28 +195,14 @@ class Applier:
         set_meta(path, e, have)
 
     def _files_from_packs(self) -> None:
-        """Each file whose content lies in a pack, written in place: one pack read at a time, each file created
-        anew (never through a symlink) with its mode, owner and mtime set on the open file."""
-        by_pack: dict[str, list[tuple[Entry, bool]]] = {}
+        by_pack: dict[str, list[tuple[Entry, packs.Item, bool]]] = {}
         for e, replaces in self.from_packs:
-            by_pack.setdefault(self.plan.packed[e.path].pack, []).append((e, replaces))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            for name, files in by_pack.items():
-                data = memoryview(packs.read_pack(self.staging, name))
+            item = self.plan.packed[e.path]
+            by_pack.setdefault(item.pack, []).append((e, item, replaces))
+        write_from_packs(self.root, self.staging, by_pack)
 
-                def write(job: tuple[Entry, bool], data: memoryview = data, name: str = name) -> None:
-                    e, replaces = job
-                    item = self.plan.packed[e.path]
-                    content = data[item.offset : item.offset + item.size]
-                    if len(content) != e.size:
-                        raise OSError(f"the staged pack {name} is shorter than it says")
-                    _write_new(self.root / e.path, e, content, replaces)
-
-                for _ in pool.map(write, files):  # the first error stops the commit
-                    pass
-
-    def _remove(self, path: Path, st: os.stat_result) -> None:
-        if stat.S_ISDIR(st.st_mode):
+    def _remove(self, path: Path, is_dir: bool) -> None:
+        if is_dir:
             os.chmod(path, 0o700)
             shutil.rmtree(path)
         else:
@@ -230,31 +217,30 @@ class Applier:
             path = self.root / prev.path
             st = lstat(path)
             if st is not None:
-                self._remove(path, st)
+                self._remove(path, stat.S_ISDIR(st.st_mode))
             self._mark(prev.path)
 
     def _remove_unwanted_walk(self, wanted: dict[str, Entry]) -> None:
-        """Everything on disk the manifest does not have with the same type (after an interrupted commit)."""
-        for dirpath, dirnames, filenames in os.walk(self.root, topdown=True):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if not rel_dir:
-                dirnames[:] = [d for d in dirnames if d != manifest.RESERVED]
-                filenames = [f for f in filenames if f != manifest.RESERVED]
-            keep_dirs = []
-            for name in dirnames + filenames:
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                path = Path(dirpath) / name
-                st = os.lstat(path)
-                want = wanted.get(rel)
-                kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f"
-                if want is not None and want.type == kind:
-                    if kind == "d":
-                        keep_dirs.append(name)
+        """Everything on disk the manifest does not have with the same type (after an interrupted commit). The
+        types come from the directory listings, never following a symlink."""
+        todo = [""]
+        while todo:
+            rel_dir = todo.pop()
+            with os.scandir(self.root / rel_dir) as listing:
+                found = list(listing)
+            for entry in found:
+                if not rel_dir and entry.name == manifest.RESERVED:
                     continue
-                self._remove(path, st)
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                is_dir = entry.is_dir(follow_symlinks=False)
+                kind = "d" if is_dir else "l" if entry.is_symlink() else "f"
+                want = wanted.get(rel)
+                if want is not None and want.type == kind:
+                    if is_dir:
+                        todo.append(rel)
+                    continue
+                self._remove(Path(entry.path), is_dir)
                 self._mark(rel)
-            dirnames[:] = [d for d in dirnames if d in keep_dirs]
 
 
 @functools.cache
@@ -268,6 +254,35 @@ def process_umask() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def write_from_packs(
+    root: Path, staging: Path, by_pack: dict[str, list[tuple[Entry, packs.Item, bool]]], *, strict: bool = True
+) -> set[str]:
+    """Each file whose content lies in a pack, written in place: one pack read at a time, each file created anew
+    (never through a symlink) with its mode, owner and mtime set on the open file; ``True`` in a job says something
+    is probably at its path already. Returns the paths written. Not ``strict``: a file that cannot be written is
+    left out instead of stopping the rest."""
+    done: set[str] = set()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        for name, files in by_pack.items():
+            data = memoryview(packs.read_pack(staging, name))
+
+            def write(job: tuple[Entry, packs.Item, bool], data: memoryview = data, name: str = name) -> str | None:
+                e, item, replaces = job
+                content = data[item.offset : item.offset + item.size]
+                try:
+                    if len(content) != e.size:
+                        raise OSError(f"the staged pack {name} is shorter than it says")  # noqa: TRY301
+                    _write_new(root / e.path, e, content, replaces)
+                except OSError:
+                    if strict:
+                        raise
+                    return None
+                return e.path
+
+            done.update(p for p in pool.map(write, files) if p is not None)  # the first error stops a strict run
+    return done
 
 
 def _write_new(path: Path, e: Entry, content: memoryview, replaces: bool) -> None:

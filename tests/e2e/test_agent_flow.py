@@ -72,6 +72,7 @@ def test_first_and_incremental_backup_restore_identical(appliance: Appliance, tm
     assert first["point"].startswith("files@bw-") and first["point"].endswith("-agent")
     assert first["blobs_sent"] == 9  # ten files, two of them identical: sent once
     assert first["bytes_sent"] < first["bytes_scanned"]  # the zeros went compressed
+    assert first["written_ahead"] == 8  # the files of at most 1 MiB, written while the large ones were sent
     sig1 = signature(src)
 
     # Edits, a deletion, a rename, a new symlink, a mode and an owner change.
@@ -85,6 +86,7 @@ def test_first_and_incremental_backup_restore_identical(appliance: Appliance, tm
     assert second["point"] != first["point"]
     assert second["blobs_sent"] == 1  # only the edited report; the renamed file's content is on the appliance
     assert second["bytes_sent"] < 4096
+    assert second["written_ahead"] == 0  # a clean base: the commit touches only what changed
     # Read again: the edit, the renamed file (a new path) and those whose ctime moved (chmod, chown); the
     # cache vouched for everything else.
     assert second["bytes_hashed"] == 2000 + 28000 + 3 * 1024 * 1024 + len(b"duplicate content\n")

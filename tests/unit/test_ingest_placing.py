@@ -1,0 +1,133 @@
+"""Small files written ahead of the commit (appliance.ingest.placing) on a real directory: only where the commit
+would write every file anyway, kept by the commit only while they are what was written, never through a symlink."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.ingest import placing
+from appliance.ingest.files import Area
+from appliance.ingest.manifest import Entry
+from tests.unit.test_ingest_tree import T0, commit, d, f, h, stage
+
+
+def link(path: str, target: str) -> Entry:
+    return Entry(path, "l", 0o777, os.getuid(), os.getgid(), T0, target=target)
+
+
+@pytest.fixture
+def area(tmp_path: Path) -> Area:
+    (tmp_path / "ds").mkdir()
+    return Area(tmp_path / "ds")
+
+
+def test_a_first_backup_writes_packed_files_ahead_and_the_commit_keeps_them(
+    area: Area, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, big = b"first small\n" * 40, b"second small\n" * 9, b"large content\n" * 9000
+    stage(area, a, b)
+    entries = [d("docs", 0o750), f("docs/a", a), f("docs/b", b, mode=0o600), f("docs/b-copy", b), f("big", big)]
+    entries.sort(key=lambda e: e.path)
+    assert area.recovering()  # no manifest yet: the commit would write everything
+    assert area.prepare(entries) == 3  # big has not arrived: the commit writes it later
+    assert (area.root / "docs" / "a").read_bytes() == a and (area.root / "docs" / "b-copy").read_bytes() == b
+    assert stat.S_IMODE(os.stat(area.root / "docs" / "b").st_mode) == 0o600
+    assert not (area.root / "big").exists()
+    assert placing.load_ledger(area.staging) == {"docs/a": h(a), "docs/b": h(b), "docs/b-copy": h(b)}
+    assert commit(area, entries) == [h(big)]  # the commit still wants everything
+    assert area.prepare(entries) == 0  # asked again: what is in place stays
+    stage(area, big)
+    opened: list[str] = []
+    real_open = os.open
+
+    def watch(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR):
+            opened.append(os.path.relpath(path, area.root))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", watch)
+    assert commit(area, entries) == []
+    monkeypatch.setattr(os, "open", real_open)
+    assert [p for p in opened if not p.startswith(".bulwark")] == ["big"]  # only what arrived since
+    assert (area.root / "big").read_bytes() == big
+    assert stat.S_IMODE(os.stat(area.root / "docs").st_mode) == 0o750  # the directory's own mode, at the end
+    assert os.stat(area.root / "docs" / "a").st_mtime_ns == T0
+    assert not (area.staging / placing.LEDGER).exists() and not area.recovering()
+
+
+def test_an_area_with_a_clean_base_writes_nothing_ahead(area: Area) -> None:
+    a, b = b"kept\n" * 10, b"new\n" * 10
+    stage(area, a)
+    assert commit(area, [f("a", a)]) == []
+    stage(area, b)
+    assert area.prepare([f("a", a), f("b", b)]) == 0
+    assert not (area.root / "b").exists()  # only the commit changes a committed tree
+
+
+def test_a_file_written_ahead_is_kept_only_while_it_is_what_was_written(area: Area) -> None:
+    a, other = b"A" * 100, b"B" * 100  # the same size: only the record tells them apart
+    stage(area, a, other)
+    assert area.prepare([f("x", a), f("y", a)]) == 2
+    os.chmod(area.root / "y", 0o600)  # no longer as written: written again by the commit
+    assert commit(area, [f("x", other), f("y", a)]) == []  # x now has other content, same size and mtime
+    assert (area.root / "x").read_bytes() == other and (area.root / "y").read_bytes() == a
+    assert stat.S_IMODE(os.stat(area.root / "y").st_mode) == 0o644
+
+
+def test_an_interrupted_commit_drops_the_record_first(area: Area, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, a2 = b"one version\n" * 8, b"one VERSION\n" * 8  # same size and mtime
+    stage(area, a, a2)
+    assert area.prepare([f("p", a), f("q", a)]) == 2
+    real_open = os.open
+    calls: list[Any] = []
+
+    def cut(path: Any, *args: Any, **kwargs: Any) -> int:  # power cut after one file was written again
+        if str(path).endswith("/q"):
+            calls.append(path)
+            raise OSError("power cut")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", cut)
+    entries = [f("p", a2), f("q", a2)]
+    base = area.load_manifest()
+    assert area.gather(entries, base) == []
+    with pytest.raises(OSError, match="power cut"):
+        area.apply(entries, base)
+    monkeypatch.setattr(os, "open", real_open)
+    assert calls and (area.root / "p").read_bytes() == a2
+    assert placing.load_ledger(area.staging) == {}  # p no longer holds what the record said
+    assert commit(area, [f("p", a), f("q", a)]) == []
+    assert (area.root / "p").read_bytes() == a and (area.root / "q").read_bytes() == a
+
+
+def test_nothing_is_written_through_a_symlink_or_over_a_directory(area: Area, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    a = b"must stay inside\n"
+    assert commit(area, [link("docs", str(outside)), d("plain")]) == []
+    stage(area, a)
+    area.applying.touch()  # as after an interrupted commit: the tree is not trusted
+    (area.root / "plain" / "f").mkdir()  # a directory where the next manifest has a file
+    entries = sorted([d("docs"), f("docs/a", a), d("plain"), f("plain/f", a)], key=lambda e: e.path)
+    assert area.prepare(entries) == 0
+    assert os.listdir(outside) == [] and (area.root / "plain" / "f").is_dir()
+    assert commit(area, entries) == []
+    assert os.listdir(outside) == []
+    assert (area.root / "docs").is_dir() and not (area.root / "docs").is_symlink()
+    assert (area.root / "docs" / "a").read_bytes() == a and (area.root / "plain" / "f").read_bytes() == a
+
+
+def test_an_unreadable_record_counts_as_none(area: Area) -> None:
+    a = b"content\n"
+    stage(area, a)
+    (area.staging / placing.LEDGER).write_text('["not", "a", "mapping"]')
+    assert placing.load_ledger(area.staging) == {}
+    assert area.prepare([f("a", a)]) == 1
+    (area.staging / placing.LEDGER).write_text("{cut sh")
+    assert commit(area, [f("a", a)]) == []
+    assert (area.root / "a").read_bytes() == a
