@@ -24,7 +24,8 @@ PACK_ITEM = 1024 * 1024  # contents up to this size travel in packs
 PACK_BYTES = 8 * 1024 * 1024
 DELTA_MAX = 12 * 1024 * 1024  # more changed blocks than this: the whole content is sent
 STREAMS = 3  # uploads at once, each on its own connection: reading, compressing and the appliance's writes overlap
-SAMPLE = 16 * 1024  # compression is tried on a few samples of a part before the whole of it
+SAMPLE = 8 * 1024  # compression is tried on a few samples of a part before the whole of it
+SAMPLES = 8
 PACED = 64 * 1024  # the smallest message under a bandwidth limit
 
 
@@ -60,9 +61,9 @@ def _compressed(data: bytes, headers: dict[str, str]) -> bytes:
     compressor = getattr(_local, "zstd", None)
     if compressor is None:
         compressor = _local.zstd = zstandard.ZstdCompressor(level=1)
-    if len(data) > 8 * SAMPLE:
-        step = len(data) // 4
-        sample = b"".join(data[i * step : i * step + SAMPLE] for i in range(4))
+    if len(data) > 4 * SAMPLES * SAMPLE:  # from the middle of each eighth: stripes of 1 or 2 MiB all show
+        step = len(data) // SAMPLES
+        sample = b"".join(data[o : o + SAMPLE] for o in range(step // 2, len(data), step))
         if len(compressor.compress(sample)) > len(sample) * 0.9:
             return data
     packed = compressor.compress(data)
@@ -114,22 +115,29 @@ class Streams:
 
 
 def _send(conn: Connection, job: str, digest: str, local: str, size: int, start: int, progress: Any) -> int:
-    """Send one content from ``start``; returns the bytes put on the wire."""
+    """Send one content from ``start``; returns the bytes put on the wire. The next part is read and compressed
+    while the appliance takes in the one before."""
     sent = 0
     part = _message_size(PART, conn.bwlimit)
-    with open(local, "rb") as fh:
-        fh.seek(start)
+
+    def read(fd: int, at: int) -> tuple[int, bytes, dict[str, str]]:
+        data = os.pread(fd, part, at)
+        headers = {"Bulwark-Size": str(size), "Content-Type": "application/octet-stream"}
+        return len(data), _compressed(data, headers), headers
+
+    with open(local, "rb") as fh, concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
         offset = start
+        coming = ahead.submit(read, fh.fileno(), offset)
         while True:
-            data = fh.read(part)
-            final = offset + len(data) >= size or not data
-            headers = {"Bulwark-Size": str(size), "Content-Type": "application/octet-stream"}
-            body = _compressed(data, headers)
+            length, body, headers = coming.result()
+            final = offset + length >= size or not length
+            if not final:
+                coming = ahead.submit(read, fh.fileno(), offset + length)
             query = f"?offset={offset}" + ("&final=1" if final else "")
             conn.request("PUT", f"/jobs/{job}/content/{digest}{query}", raw=body, headers=headers)
             sent += len(body)
-            offset += len(data)
-            progress(len(data))
+            offset += length
+            progress(length)
             if final:
                 return sent
 

@@ -52,21 +52,11 @@ CLIENT = "bench"
 
 def _text(rng: random.Random, size: int) -> bytes:
     words = [b"invoice", b"customer", b"total", b"amount", b"backup", b"ledger", b"quarter", b"report", b"2026"]
-    out = bytearray()
-    while len(out) < size:
-        out += b" ".join(rng.choice(words) for _ in range(12)) + b"\n"
-    return bytes(out[:size])
-
-
-def _mixed(rng: random.Random, size: int) -> bytes:
-    """Half random, half compressible, in 1 MiB stripes."""
-    out = bytearray()
-    stripe = 0
-    while len(out) < size:
-        n = min(MiB, size - len(out))
-        out += rng.randbytes(n) if stripe % 2 == 0 else _text(rng, n)
-        stripe += 1
-    return bytes(out)
+    lines, held = [], 0
+    while held < size:
+        lines.append(b" ".join(rng.choices(words, k=12)) + b"\n")
+        held += len(lines[-1])
+    return b"".join(lines)[:size]
 
 
 def make_tree(top: Path, size_mib: int, big_mib: int, seed: int = 1) -> tuple[int, int, Path]:
@@ -76,8 +66,8 @@ def make_tree(top: Path, size_mib: int, big_mib: int, seed: int = 1) -> tuple[in
     big = top / "vm" / "disk.img"
     big.parent.mkdir()
     with big.open("wb") as fh:
-        for _ in range(big_mib):
-            fh.write(_mixed(rng, MiB))
+        for stripe in range(big_mib):  # half random, half compressible, in 1 MiB stripes
+            fh.write(rng.randbytes(MiB) if stripe % 2 == 0 else _text(rng, MiB))
     files, total = 1, big_mib * MiB
     rest = max(size_mib - big_mib, 0) * MiB
     medium_budget = rest * 3 // 5
