@@ -45,7 +45,7 @@ class Report:
     blobs_sent: int
     seconds: float
     phases: dict[str, float]  # seconds spent scanning, sending and committing
-    written_ahead: int  # small files the appliance wrote while the rest was sent (a first backup)
+    written_ahead: int  # small files the appliance wrote while the rest was sent, kept by the commit
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -199,12 +199,12 @@ def _upload(
     missing: list[str],
     partial: dict[str, int],
     progress: Progress,
-    prepare: Callable[[], dict[str, Any]] | None = None,
-) -> tuple[int, int]:
+    prepare: Callable[[], object] | None = None,
+) -> int:
     """Everything the appliance lacks, on STREAMS connections at once: deltas first (a delta the appliance
     cannot use is sent whole after all), the largest content, the packs, then the other contents largest first.
     Once the packs are in, ``prepare`` (if given) runs on a connection of its own while the rest is sent.
-    Returns the bytes sent and the files ``prepare`` had written."""
+    Returns the bytes sent."""
     by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
     wanted = set(missing)
     deltas = {}
@@ -246,24 +246,28 @@ def _upload(
         futures += [pool.submit(whole, d) for d in large[:1]]
         packed = [pool.submit(pack, items) for items in _packs([(d, *by_hash[d]) for d in small], pack_bytes)]
         futures += packed + [pool.submit(whole, d) for d in large[1:]]
-        ahead = side.submit(_after, packed, prepare) if prepare is not None and packed else None
+        failed = threading.Event()
+        if prepare is not None and (deltas or large):  # only with something besides packs to overlap with
+            side.submit(_after, packed, prepare, failed)
         try:
-            sent = sum(f.result() for f in futures)
-            return sent, ahead.result() if ahead is not None else 0
+            return sum(f.result() for f in futures)
         except BaseException:
+            failed.set()
             for f in futures:
                 f.cancel()
             raise
 
 
-def _after(packed: list[concurrent.futures.Future[int]], prepare: Callable[[], dict[str, Any]]) -> int:
-    """``prepare`` once every pack arrived. It only saves the commit time, so a failure here is left for the
-    commit to meet and report."""
-    done, _ = concurrent.futures.wait(packed)
-    if all(not f.cancelled() and f.exception() is None for f in done):
-        with contextlib.suppress(AgentError, OSError, KeyError, TypeError, ValueError):
-            return int(prepare()["written"])
-    return 0
+def _after(
+    packed: list[concurrent.futures.Future[int]], prepare: Callable[[], object], failed: threading.Event
+) -> None:
+    """``prepare`` once every pack arrived, unless the backup failed meanwhile. It only saves the commit time,
+    so a failure of its own is left for the commit to meet and report."""
+    concurrent.futures.wait(packed)
+    if failed.is_set() or any(f.cancelled() or f.exception() is not None for f in packed):
+        return
+    with contextlib.suppress(Exception):
+        prepare()
 
 
 def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = False) -> Report:
@@ -296,13 +300,10 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         prepare = None
         if opened.get("prepare"):  # no base to diff against: small files can be written while the rest arrives
 
-            def prepare() -> dict[str, Any]:
-                answer: dict[str, Any] = streams.conn().request(
-                    "POST", f"/jobs/{job}/prepare", {"manifest": found.entries}
-                )
-                return answer
+            def prepare() -> object:
+                return streams.conn().request("POST", f"/jobs/{job}/prepare", {"manifest": found.entries})
 
-        sent, ahead = _upload(streams, job, found, base, missing, partial, progress, prepare)
+        sent = _upload(streams, job, found, base, missing, partial, progress, prepare)
         phases["send"], mark = time.monotonic() - mark, time.monotonic()
         if not quiet and progress.total:
             sys.stderr.write("\n")
@@ -332,7 +333,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             len(missing),
             time.monotonic() - began,
             {k: round(v, 3) for k, v in phases.items()},
-            ahead,
+            int(result.get("written_ahead", 0)),
         )
     finally:
         if reporter is not None:

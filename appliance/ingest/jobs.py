@@ -137,6 +137,7 @@ def commit(
             exc = MissingContent(len(missing))
             exc.missing = missing  # type: ignore[attr-defined]
             raise exc
+        kept_ahead = len(area.plan.placed) if area.plan is not None else 0
         area.apply(entries, base)
         area.finish(entries)
         taken = {p.snapshot for p in points.list_points(store, zfs, client.name)}
@@ -163,4 +164,11 @@ def commit(
         )
     store.audit(f"agent:{cred.id}", "agent.backup", f"client:{client.name}", point=point.id, job=job.id)
     done = get_job(store, cred, job.id)
-    return {"job": job.id, "point": point.id, "files": files, "bytes_scanned": scanned, "bytes_sent": done.bytes_sent}
+    return {
+        "job": job.id,
+        "point": point.id,
+        "files": files,
+        "bytes_scanned": scanned,
+        "bytes_sent": done.bytes_sent,
+        "written_ahead": kept_ahead,
+    }

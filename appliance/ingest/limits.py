@@ -21,7 +21,7 @@ from appliance.store import Store
 from appliance.system.errors import Busy
 
 MAX_ADDRESS_FAILURES = 20
-MAX_REQUESTS = 4
+MAX_REQUESTS = 5  # an agent's three uploads, its progress report and its prepare (first backups)
 MAX_OPEN_JOBS = 4
 JOB_IDLE_SECONDS = 30 * 60.0
 KEEP_FAILURES = 24 * 3600.0

@@ -4,8 +4,9 @@ A commit that follows a clean one changes only what differs from the last manife
 commit of a client (and one after an interrupted commit) has no such base: it writes every file, and for a tree of
 many small files that is most of the commit's time. So, for such an area only, the agent may send the job's
 manifest ahead of the commit, once every pack has arrived (``POST /jobs/<id>/prepare``, docs/agent-protocol.md):
-the appliance then creates the directories and writes each file whose content lies in a staged pack, while the
-large contents are still on their way. Nothing of this is a recovery point: the tree of such an area is not
+the appliance then creates the directories and writes each file whose content lies in a staged pack, at a path
+where the last manifest has no file, while the large contents are still on their way (the files of the last
+manifest are changed by commits only). Nothing of this is a recovery point: the tree of such an area is not
 trusted until a commit has finished, and that commit walks it and makes it match its manifest as it always does.
 
 What was written is recorded in ``staging/placed.json`` (path → hash), written only after every file it names,
@@ -64,11 +65,13 @@ def still_placed(root: Path, e: Entry) -> os.stat_result | None:
 
 def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list[Entry]) -> int:
     """Write the files of ``entries`` (sorted, checked) whose content lies in a staged pack, with the directories
-    they need; returns how many were written. A file that is already in place is left alone; anything unexpected
-    on the way (a symlink or a file where a directory belongs) is left for the commit, which sorts it out."""
+    they need; returns how many were written. Only paths the last manifest (``base``) has no file at are written:
+    its files stay as they are for the commit, which may copy a renamed one from there. A file that is already in
+    place is left alone; anything unexpected on the way (a symlink or a file where a directory belongs) is left
+    for the commit, which sorts it out."""
     placed = load_ledger(staging)
     drop_ledger(staging)  # from here on the tree may differ from what the record says
-    old = {e.path: e for e in base if e.type == "f"}
+    in_base = {e.path for e in base if e.type == "f"}
     packed = packs.read_index(staging, os.listdir(staging))
     real_dirs = {""}
     todo: dict[str, list[tuple[Entry, packs.Item, bool]]] = {}
@@ -81,14 +84,13 @@ def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list
             continue
         if e.type != "f":
             continue
-        prev = old.get(e.path)
         item = packed.get(e.hash)
-        if item is None or item.size != e.size or (prev is not None and (prev.hash, prev.size) == (e.hash, e.size)):
-            continue  # not in a pack, or kept as it is by the commit
+        if item is None or item.size != e.size or e.path in in_base:
+            continue  # not in a pack, or the commit's to change
         if placed.get(e.path) == e.hash and still_placed(root, e) is not None:
             continue
         was_placed = placed.pop(e.path, None) is not None
-        todo.setdefault(item.pack, []).append((e, item, was_placed or prev is not None))
+        todo.setdefault(item.pack, []).append((e, item, was_placed))
     written = tree.write_from_packs(root, staging, todo, strict=False)
     placed.update({e.path: e.hash for files in todo.values() for e, _, _ in files if e.path in written})
     _save_ledger(staging, tmp, placed)
@@ -102,6 +104,8 @@ def _directory(path: Path) -> bool:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError:  # no space, a name too long for the file system: left for the commit to report
+        return False
     else:
         return True
     st = tree.lstat(path)

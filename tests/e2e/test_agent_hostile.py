@@ -94,6 +94,8 @@ def test_hostile_manifests_are_refused_and_change_nothing(
     err = refused(conn, "POST", f"/jobs/{job}/commit", {"manifest": manifest})
     assert err.status == 400 and words in err.message, err
     assert err.hint
+    err = refused(conn, "POST", f"/jobs/{job}/prepare", {"manifest": manifest})
+    assert err.status == 400 and words in err.message, err
     unchanged(state, src, before, tmp_path)
 
 
@@ -122,6 +124,25 @@ def test_lying_content_is_refused_and_not_kept(backed_up: tuple[Path, Path, Conn
     manifest = [_entry("x"), _entry("x/new.txt", "f", size=len(real), hash=digest)]
     err = refused(conn, "POST", f"/jobs/{job}/commit", {"manifest": manifest})
     assert err.code == "missing_content" and err.body["missing"] == [digest]
+    unchanged(state, src, before, tmp_path)
+
+
+def test_a_prepare_on_a_clean_base_or_a_closed_job_changes_nothing(
+    backed_up: tuple[Path, Path, Connection], tmp_path: Path
+) -> None:
+    state, src, conn = backed_up
+    before = points(state)
+    opened = conn.request("POST", "/jobs", {"kind": "files"})
+    assert opened["prepare"] is False  # acme has a committed backup: its commit touches only what changed
+    small = b"would be a new file\n"
+    digest = blake3.blake3(small).hexdigest()
+    pack = digest.encode() + len(small).to_bytes(8, "big") + small
+    conn.request("PUT", f"/jobs/{opened['job']}/pack", raw=pack, headers={"Content-Type": "application/octet-stream"})
+    manifest = [_entry("x"), _entry("x/new.txt", "f", size=len(small), hash=digest)]
+    assert conn.request("POST", f"/jobs/{opened['job']}/prepare", {"manifest": manifest})["written"] == 0
+    conn.request("POST", "/jobs", {"kind": "files"})  # supersedes the first job
+    err = refused(conn, "POST", f"/jobs/{opened['job']}/prepare", {"manifest": manifest})
+    assert err.status == 409 and err.code == "job_not_open"
     unchanged(state, src, before, tmp_path)
 
 
@@ -157,6 +178,8 @@ def test_another_clients_credential_reaches_nothing_of_acme(
         err = refused(g, "PUT", f"/jobs/{acme_job}/content/{digest}?final=1", raw=b"x", headers={"Bulwark-Size": "1"})
         assert err.status == 404 and err.code == "job_not_found"
         err = refused(g, "POST", f"/jobs/{acme_job}/commit", {"manifest": []})
+        assert err.code == "job_not_found"
+        err = refused(g, "POST", f"/jobs/{acme_job}/prepare", {"manifest": []})
         assert err.code == "job_not_found"
         err = refused(g, "GET", f"/restores/{acme_restore}/content?path=keep.txt")
         assert err.status == 404

@@ -73,10 +73,25 @@ def test_a_file_written_ahead_is_kept_only_while_it_is_what_was_written(area: Ar
     a, other = b"A" * 100, b"B" * 100  # the same size: only the record tells them apart
     stage(area, a, other)
     assert area.prepare([f("x", a), f("y", a)]) == 2
-    os.chmod(area.root / "y", 0o600)  # no longer as written: written again by the commit
+    (area.root / "y").write_bytes(other)  # no longer what was written (its mode shows it): written again
+    os.utime(area.root / "y", ns=(T0, T0))
+    os.chmod(area.root / "y", 0o600)
     assert commit(area, [f("x", other), f("y", a)]) == []  # x now has other content, same size and mtime
     assert (area.root / "x").read_bytes() == other and (area.root / "y").read_bytes() == a
     assert stat.S_IMODE(os.stat(area.root / "y").st_mode) == 0o644
+
+
+def test_the_files_of_the_last_manifest_are_left_to_the_commit(area: Area) -> None:
+    old, new = b"yesterday's log\n" * 50, b"today's log\n"
+    stage(area, old)
+    assert commit(area, [f("app.log", old)]) == []
+    area.applying.touch()  # an interrupted commit since: no clean base, so files may be written ahead
+    stage(area, new)
+    entries = [f("app.log", new), f("app.log.1", old)]  # rotated: the old content moved, a new file in its place
+    assert area.prepare(entries) == 0  # app.log is the last manifest's, and the commit copies it from there
+    assert (area.root / "app.log").read_bytes() == old
+    assert commit(area, entries) == []  # nothing to send again
+    assert (area.root / "app.log").read_bytes() == new and (area.root / "app.log.1").read_bytes() == old
 
 
 def test_an_interrupted_commit_drops_the_record_first(area: Area, monkeypatch: pytest.MonkeyPatch) -> None:
