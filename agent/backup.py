@@ -19,7 +19,7 @@ import zstandard
 from agent import reporting, scan, state
 from agent.transport import AgentError, Connection
 
-PART = 8 * 1024 * 1024
+PART = 16 * 1024 * 1024
 PACK_ITEM = 1024 * 1024  # contents up to this size travel in packs
 PACK_BYTES = 8 * 1024 * 1024
 DELTA_MAX = 12 * 1024 * 1024  # more changed blocks than this: the whole content is sent
