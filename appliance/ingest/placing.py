@@ -5,8 +5,8 @@ commit of a client (and one after an interrupted commit) has no such base: it wr
 many small files that is most of the commit's time. So, for such an area only, the agent may send the job's
 manifest ahead of the commit, once every pack has arrived (``POST /jobs/<id>/prepare``, docs/agent-protocol.md):
 the appliance then creates the directories and writes each file whose content lies in a staged pack, at a path
-where the last manifest has no file, while the large contents are still on their way (the files of the last
-manifest are changed by commits only). Nothing of this is a recovery point: the tree of such an area is not
+the last manifest does not have, while the large contents are still on their way (what the last manifest
+has is changed by commits only). Nothing of this is a recovery point: the tree of such an area is not
 trusted until a commit has finished, and that commit walks it and makes it match its manifest as it always does.
 
 What was written is recorded in ``staging/placed.json`` (path → hash), written only after every file it names,
@@ -65,13 +65,13 @@ def still_placed(root: Path, e: Entry) -> os.stat_result | None:
 
 def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list[Entry]) -> int:
     """Write the files of ``entries`` (sorted, checked) whose content lies in a staged pack, with the directories
-    they need; returns how many were written. Only paths the last manifest (``base``) has no file at are written:
-    its files stay as they are for the commit, which may copy a renamed one from there. A file that is already in
+    they need; returns how many were written. Only paths the last manifest (``base``) does not have are written:
+    what it has stays as it is for the commit, which may copy a renamed file from there. A file that is already in
     place is left alone; anything unexpected on the way (a symlink or a file where a directory belongs) is left
     for the commit, which sorts it out."""
     placed = load_ledger(staging)
     drop_ledger(staging)  # from here on the tree may differ from what the record says
-    in_base = {e.path for e in base if e.type == "f"}
+    in_base = {e.path for e in base}
     packed = packs.read_index(staging, os.listdir(staging))
     real_dirs = {""}
     todo: dict[str, list[tuple[Entry, packs.Item, bool]]] = {}

@@ -3,7 +3,7 @@
 The tree is, by construction, what the last committed manifest (the *base*) says: only commits write it, and a
 commit marks the area ``applying`` before its first change and clears the mark after the new manifest is written.
 (Where there is no clean base — a first backup, or after an interrupted commit — a job may also have new files
-written ahead of its commit, never over a file of the base: see :mod:`appliance.ingest.placing`.) So a commit
+written ahead of its commit, never at a path of the base: see :mod:`appliance.ingest.placing`.) So a commit
 that follows a clean one works from the difference between the base and the new manifest alone — an entry equal
 to its base entry costs no system call, a changed one only the calls its change needs — while a commit that
 follows an interrupted one (the mark is still there) checks everything on disk: it walks the tree for entries to
