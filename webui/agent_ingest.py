@@ -106,9 +106,7 @@ def open_job() -> Any:
     body = _json()
     if body.get("kind", "files") != "files":
         raise ProtocolError("this route opens 'files' jobs; image jobs are opened at /images/jobs")
-    store, zfs, cred = state.store(), state.zfs(), _agent()
-    job, base = jobs.open_job(store, zfs, cred)
-    prepare = jobs.files_area(store, zfs, jobs.active_client(store, cred)).recovering()
+    job, base, prepare = jobs.open_job(state.store(), state.zfs(), _agent())
     return jsonify(
         {"job": job.id, "base_point": job.base_point, "manifest": manifest.to_json(base), "prepare": prepare}
     ), 201

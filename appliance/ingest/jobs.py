@@ -73,7 +73,7 @@ def last_point(store: Store, zfs: ZfsHost, client: str) -> str | None:
     return max(found, key=lambda p: (p.created_at, p.seq)).id if found else None
 
 
-def open_job(store: Store, zfs: ZfsHost, cred: Credential) -> tuple[Job, list[manifest.Entry]]:
+def open_job(store: Store, zfs: ZfsHost, cred: Credential) -> tuple[Job, list[manifest.Entry], bool]:
     """A new job for the credential's client; an earlier open job of the client is marked aborted (what it
     staged stays and is not asked for again)."""
     client = active_client(store, cred)
@@ -92,7 +92,7 @@ def open_job(store: Store, zfs: ZfsHost, cred: Credential) -> tuple[Job, list[ma
             " VALUES (?, ?, ?, 'files', 'open', ?, ?)",
             (job_id, client.name, cred.id, last_point(store, zfs, client.name), now),
         )
-    return get_job(store, cred, job_id), base
+    return get_job(store, cred, job_id), base, area.recovering()  # recovering: a prepare writes ahead
 
 
 def get_job(store: Store, cred: Credential, job_id: str, *, open_only: bool = False) -> Job:
