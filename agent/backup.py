@@ -80,6 +80,10 @@ class Progress:
         self.last = 0.0
         self.lock = threading.Lock()
 
+    def grow(self, count: int) -> None:
+        with self.lock:
+            self.total += count
+
     def __call__(self, count: int) -> None:
         with self.lock:
             self.done += count
@@ -114,9 +118,18 @@ class Streams:
             conn.close()
 
 
-def _send(conn: Connection, job: str, digest: str, local: str, size: int, start: int, progress: Any) -> int:
+def _send(
+    conn: Connection,
+    job: str,
+    digest: str,
+    local: str,
+    size: int,
+    start: int,
+    progress: Any,
+    stop: threading.Event | None = None,
+) -> int:
     """Send one content from ``start``; returns the bytes put on the wire. The next part is read and compressed
-    while the appliance takes in the one before."""
+    while the appliance takes in the one before. A ``stop`` set meanwhile ends it after the current part."""
     sent = 0
     part = _message_size(PART, conn.bwlimit)
 
@@ -130,6 +143,8 @@ def _send(conn: Connection, job: str, digest: str, local: str, size: int, start:
         coming = ahead.submit(read, fh.fileno(), offset)
         while True:
             length, body, headers = coming.result()
+            if stop is not None and stop.is_set():
+                raise AgentError("the backup failed elsewhere; this upload stopped", "see the error above")
             final = offset + length >= size or not length
             if not final:
                 coming = ahead.submit(read, fh.fileno(), offset + length)
@@ -191,83 +206,102 @@ def _send_pack(conn: Connection, job: str, items: list[tuple[str, str, int]], pr
     return len(body)
 
 
-def _upload(
-    streams: Streams,
-    job: str,
-    found: scan.Scan,
-    base: dict[str, dict[str, Any]],
-    missing: list[str],
-    partial: dict[str, int],
-    progress: Progress,
-    prepare: Callable[[], object] | None = None,
-) -> int:
-    """Everything the appliance lacks, on STREAMS connections at once: deltas first (a delta the appliance
-    cannot use is sent whole after all), the largest content, the packs, then the other contents largest first.
-    Once the packs are in, ``prepare`` (if given) runs on a connection of its own while the rest is sent.
-    Returns the bytes sent."""
-    by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
-    wanted = set(missing)
-    deltas = {}
-    for e in found.entries:
-        if e["type"] == "f" and e["hash"] in wanted and e.get("blocks") and e["path"] in base:
-            changed = _changed_blocks(base[e["path"]]["blocks"], e["blocks"])
-            if len(changed) * scan.CHUNK <= DELTA_MAX:
-                deltas[e["hash"]] = (e, changed)
+class Upload:
+    """Everything the appliance lacks, on STREAMS connections at once: deltas first (a delta the appliance cannot
+    use is sent whole after all), the largest content, the packs, then the other contents largest first. The
+    largest content may be started on its own (:meth:`lead`) while the rest of the tree is still hashed."""
 
-    def delta(digest: str) -> int:
-        e, changed = deltas[digest]
+    def __init__(
+        self, streams: Streams, job: str, found: scan.Scan, base: dict[str, dict[str, Any]], progress: Progress
+    ) -> None:
+        self.streams, self.job, self.found, self.base, self.progress = streams, job, found, base, progress
+        self.by_hash: dict[str, tuple[str, int]] = {}  # content → a local file holding it, its size
+        self.deltas: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        self.partial: dict[str, int] = {}  # how much of a content the appliance already holds
+        self.started: list[concurrent.futures.Future[int]] = []
+        self.sending: set[str] = set()
+        self.stop = threading.Event()  # set when the backup failed: uploads end after their current message
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=STREAMS)
+
+    def _learn(self, entries: list[dict[str, Any]], missing: list[str], partial: dict[str, int]) -> list[str]:
+        """Note where each of ``missing`` comes from; returns those not being sent yet."""
+        wanted = set(missing) - self.sending
+        for e in entries:
+            if e["type"] != "f" or e.get("hash") not in wanted:
+                continue
+            self.by_hash[e["hash"]] = (self.found.local[e["path"]], e["size"])
+            if e.get("blocks") and e["path"] in self.base:
+                changed = _changed_blocks(self.base[e["path"]]["blocks"], e["blocks"])
+                if len(changed) * scan.CHUNK <= DELTA_MAX:
+                    self.deltas[e["hash"]] = (e, changed)
+        self.partial.update({d: held for d, held in partial.items() if d in wanted})
+        todo = [d for d in dict.fromkeys(missing) if d in wanted]
+        self.progress.grow(sum(self.by_hash[d][1] - self.partial.get(d, 0) for d in todo))
+        self.sending.update(todo)
+        return todo
+
+    def _delta(self, digest: str) -> int:
+        e, changed = self.deltas[digest]
         try:
-            sent = _send_delta(streams.conn(), job, e, found.local[e["path"]], changed)
+            sent = _send_delta(self.streams.conn(), self.job, e, self.found.local[e["path"]], changed)
         except AgentError as exc:  # the previous version is not on the appliance as it was: send it whole
             if exc.code not in ("protocol_error", "content_mismatch"):
                 raise
-            local, size = by_hash[digest]
-            return _send(streams.conn(), job, digest, local, size, partial.get(digest, 0), progress)
-        progress(by_hash[digest][1] - partial.get(digest, 0))
+            return self._whole(digest)
+        self.progress(self.by_hash[digest][1] - self.partial.get(digest, 0))
         return sent
 
-    def pack(items: list[tuple[str, str, int]]) -> int:
-        return _send_pack(streams.conn(), job, items, progress)
+    def _whole(self, digest: str) -> int:
+        local, size = self.by_hash[digest]
+        start = self.partial.get(digest, 0)
+        return _send(self.streams.conn(), self.job, digest, local, size, start, self.progress, self.stop)
 
-    def whole(digest: str) -> int:
-        local, size = by_hash[digest]
-        return _send(streams.conn(), job, digest, local, size, partial.get(digest, 0), progress)
+    def _pack(self, items: list[tuple[str, str, int]]) -> int:
+        return _send_pack(self.streams.conn(), self.job, items, self.progress)
 
-    pack_bytes = _message_size(PACK_BYTES, streams.bwlimit // STREAMS)
-    small = [d for d in missing if by_hash[d][1] <= PACK_ITEM and d not in partial and d not in deltas]
-    large = sorted(
-        (d for d in missing if d not in deltas and d not in small), key=lambda d: by_hash[d][1], reverse=True
-    )
-    with (
-        concurrent.futures.ThreadPoolExecutor(max_workers=STREAMS) as pool,
-        concurrent.futures.ThreadPoolExecutor(max_workers=1) as side,
-    ):
-        futures = [pool.submit(delta, d) for d in deltas]
-        futures += [pool.submit(whole, d) for d in large[:1]]
-        packed = [pool.submit(pack, items) for items in _packs([(d, *by_hash[d]) for d in small], pack_bytes)]
-        futures += packed + [pool.submit(whole, d) for d in large[1:]]
-        failed = threading.Event()
-        if prepare is not None and (deltas or large):  # only with something besides packs to overlap with
-            side.submit(_after, packed, prepare, failed)
+    def _content(self, digest: str) -> concurrent.futures.Future[int]:
+        return self.pool.submit(self._delta if digest in self.deltas else self._whole, digest)
+
+    def lead(self, entry: dict[str, Any], missing: list[str], partial: dict[str, int]) -> None:
+        """Start sending ``entry``'s content, if it is among ``missing``, before the rest is known."""
+        self.started += [self._content(d) for d in self._learn([entry], missing, partial)]
+
+    def rest(self, missing: list[str], partial: dict[str, int], prepare: Callable[[], object] | None) -> int:
+        """Send the rest of ``missing`` and wait for everything; returns the bytes sent. A ``prepare`` (sending
+        the manifest ahead) goes before the packs."""
+        todo = self._learn(self.found.entries, missing, partial)
+        size = {d: self.by_hash[d][1] for d in todo}
+        deltas = [d for d in todo if d in self.deltas]
+        whole = [d for d in todo if d not in self.deltas]
+        small = [d for d in whole if size[d] <= PACK_ITEM and d not in self.partial]
+        packing = set(small)
+        large = sorted((d for d in whole if d not in packing), key=size.__getitem__, reverse=True)
+        futures = self.started + [self._content(d) for d in deltas + large[:1]]
+        if prepare is not None and todo:  # the appliance learns where packs go, so it writes them there at once
+            with contextlib.suppress(AgentError, OSError):  # only saves time: the commit meets any real problem
+                prepare()
+        pack_bytes = _message_size(PACK_BYTES, self.streams.bwlimit // STREAMS)
+        items = [(d, *self.by_hash[d]) for d in small]
+        futures += [self.pool.submit(self._pack, group) for group in _packs(items, pack_bytes)]
+        futures += [self._content(d) for d in large[1:]]
         try:
             return sum(f.result() for f in futures)
         except BaseException:
-            failed.set()
-            for f in futures:
-                f.cancel()
+            self.stop.set()
             raise
 
+    def close(self, failed: bool) -> None:
+        """Wait for the uploads still running (told to stop if the backup failed)."""
+        if failed:
+            self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-def _after(
-    packed: list[concurrent.futures.Future[int]], prepare: Callable[[], object], failed: threading.Event
-) -> None:
-    """``prepare`` once every pack arrived, unless the backup failed meanwhile. It only saves the commit time,
-    so a failure of its own is left for the commit to meet and report."""
-    concurrent.futures.wait(packed)
-    if failed.is_set() or any(f.cancelled() or f.exception() is not None for f in packed):
-        return
-    with contextlib.suppress(Exception):
-        prepare()
+
+def _lead(found: scan.Scan) -> dict[str, Any] | None:
+    """The largest file if it is sent on its own (not in a pack): it may be sent while the rest is hashed."""
+    files = [e for e in found.entries if e["type"] == "f"]
+    largest = max(files, key=lambda e: e["size"], default=None)
+    return largest if largest is not None and largest["size"] > PACK_ITEM else None
 
 
 def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = False) -> Report:
@@ -275,6 +309,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
     enrolled = state.load_enrollment(state_dir)
     streams = Streams(enrolled, bwlimit)
     reporter: reporting.JobReporter | None = None
+    upload: Upload | None = None
     try:
         conn = streams.conn()
         opened = conn.request("POST", "/jobs", {"kind": "files"})  # before the scan: refused at once if not now
@@ -283,17 +318,23 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         phases: dict[str, float] = {}
         mark = time.monotonic()
         cache = state.load_cache(state_dir)
-        found = scan.scan(paths, cache)
+        found = scan.walk(paths, cache)
+        base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
+        progress = Progress(0, quiet)
+        upload = Upload(streams, job, found, base, progress)
+        lead = _lead(found)
+        if lead is not None:  # the content that takes longest to send goes first, while the rest is hashed
+            scan.hash_files(found, cache, {lead["path"]})
+            answer = conn.request("POST", f"/jobs/{job}/missing", {"hashes": [lead["hash"]]})
+            upload.lead(lead, answer["missing"], answer["partial"])
+        scan.hash_files(found, cache)
         state.save_cache(state_dir, cache)
         for skipped in found.skipped:
             sys.stderr.write(f"bulwark-agent: skipped {skipped} (not a file, directory or symlink)\n")
         hashes = sorted({e["hash"] for e in found.entries if e["type"] == "f"})
         answer = conn.request("POST", f"/jobs/{job}/missing", {"hashes": hashes})
         missing: list[str] = answer["missing"]
-        partial: dict[str, int] = answer["partial"]
         by_hash = {e["hash"]: (found.local[e["path"]], e["size"]) for e in found.entries if e["type"] == "f"}
-        progress = Progress(sum(by_hash[d][1] - partial.get(d, 0) for d in missing), quiet)
-        base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
         reporter.phase("sending", lambda: {"bytes_done": min(progress.done, progress.total),
                                            "bytes_total": progress.total, "files_total": len(missing)})  # fmt: skip
         phases["scan"], mark = time.monotonic() - mark, time.monotonic()
@@ -303,7 +344,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             def prepare() -> object:
                 return streams.conn().request("POST", f"/jobs/{job}/prepare", {"manifest": found.entries})
 
-        sent = _upload(streams, job, found, base, missing, partial, progress, prepare)
+        sent = upload.rest(missing, answer["partial"], prepare)
         phases["send"], mark = time.monotonic() - mark, time.monotonic()
         if not quiet and progress.total:
             sys.stderr.write("\n")
@@ -330,14 +371,16 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
             found.bytes_scanned,
             found.bytes_hashed,
             sent,
-            len(missing),
+            len(upload.sending),
             time.monotonic() - began,
             {k: round(v, 3) for k, v in phases.items()},
             int(result.get("written_ahead", 0)),
         )
     finally:
+        failure = sys.exc_info()[1]
+        if upload is not None:
+            upload.close(failed=failure is not None)
         if reporter is not None:
-            failure = sys.exc_info()[1]
             if isinstance(failure, AgentError | OSError):  # the job ends as failed, with why, on the jobs page
                 reporter.fail(str(failure))
             else:

@@ -53,6 +53,7 @@ class Scan:
     bytes_scanned: int = 0
     bytes_hashed: int = 0
     skipped: list[str] = field(default_factory=list)
+    unhashed: dict[str, list[int]] = field(default_factory=dict)  # stored path → cache key, until hashed
 
 
 def _entry(rel: str, st: os.stat_result) -> dict[str, Any]:
@@ -75,7 +76,10 @@ def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
             yield from _walk(os.path.join(top, name))
 
 
-def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
+def walk(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
+    """Every entry under ``paths`` with its metadata. A file the cache vouches for has its hash; the others wait
+    in ``unhashed`` for :func:`hash_files`, so the content that takes longest to send can be hashed (and sent)
+    before the rest."""
     out = Scan()
     seen: set[str] = set()
     for given in paths:
@@ -102,16 +106,12 @@ def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
                 entry["target"] = os.readlink(local)
             elif stat.S_ISREG(st.st_mode):
                 key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                entry.update(type="f", size=st.st_size)
                 cached = cache.get(rel)
                 if cached is not None and cached[:4] == key and len(cached) == 6:
-                    digest, blocks = cached[4], cached[5]
+                    _hashed(entry, cached[4], cached[5])
                 else:
-                    digest, blocks = hash_file(local, st.st_size >= DELTA_MIN)
-                    out.bytes_hashed += st.st_size
-                cache[rel] = [*key, digest, blocks]
-                entry.update(type="f", size=st.st_size, hash=digest)
-                if blocks:
-                    entry["blocks"] = blocks
+                    out.unhashed[rel] = key
                 out.local[rel] = local
                 out.bytes_scanned += st.st_size
             else:
@@ -121,3 +121,29 @@ def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
     for gone in set(cache) - set(out.local):
         del cache[gone]
     return out
+
+
+def hash_files(found: Scan, cache: dict[str, list[Any]], only: set[str] | None = None) -> None:
+    """Hash the files of ``found`` still unhashed (or those of them in ``only``), recording each in the cache."""
+    for entry in found.entries:
+        rel = entry["path"]
+        key = found.unhashed.get(rel)
+        if entry["type"] != "f" or key is None or (only is not None and rel not in only):
+            continue
+        digest, blocks = hash_file(found.local[rel], key[0] >= DELTA_MIN)
+        found.bytes_hashed += key[0]
+        cache[rel] = [*key, digest, blocks]
+        _hashed(entry, digest, blocks)
+        del found.unhashed[rel]
+
+
+def _hashed(entry: dict[str, Any], digest: str, blocks: str) -> None:
+    entry["hash"] = digest
+    if blocks:
+        entry["blocks"] = blocks
+
+
+def scan(paths: list[str], cache: dict[str, list[Any]]) -> Scan:
+    found = walk(paths, cache)
+    hash_files(found, cache)
+    return found

@@ -33,7 +33,7 @@ from appliance.ingest.errors import ContentMismatch, ProtocolError
 from appliance.ingest.manifest import Entry
 
 CHUNK = 1024 * 1024
-MAX_PART = 16 * 1024 * 1024  # one PUT carries at most this much content
+MAX_PART = packs.MAX_BYTES  # one PUT carries at most this much content
 _READY: set[Path] = set()  # areas whose directories this process has made sure of
 STAGED_MODE = 0o644  # the mode of every staged file (the commonest mode of files: most need no chmod at the commit)
 
@@ -107,9 +107,11 @@ class Area:
         return set(os.listdir(self.staging))
 
     def have(self, digests: Iterable[str], base: list[Entry]) -> tuple[list[str], dict[str, int]]:
-        """Of ``digests``: those neither staged (whole or as a delta) nor in the base tree, and how much of each
-        already arrived."""
+        """Of ``digests``: those neither staged (whole or as a delta) nor in the base tree nor written ahead, and how
+        much of each already arrived."""
         known = {e.hash for e in base if e.type == "f"}
+        if self.recovering():
+            known |= placing.placed_contents(self.root, self.staging)
         names = self.staged_names()
         packed = packs.read_index(self.staging, names)
         missing, partial = [], {}
@@ -160,7 +162,8 @@ class Area:
 
     def receive_pack(self, body: bytes, encoding: str) -> list[str]:
         """Several small contents in one message: ``hash (64 hex) | size (8 bytes, big-endian) | content``,
-        repeated; the whole optionally zstd. Every item is verified before any is staged."""
+        repeated; the whole optionally zstd. Every item is verified before any is staged or written to the tree
+        (see :mod:`appliance.ingest.placing`)."""
         body = decode_body(body, encoding, MAX_PART, "pack")
         if len(body) > MAX_PART:
             raise ProtocolError(f"a pack holds at most {MAX_PART} bytes")
@@ -179,8 +182,13 @@ class Area:
                 raise ContentMismatch(digest[:12] + "…", "its BLAKE3 hash differs")
             items.append((digest, data))
             pos += 72 + size
+        written: set[str] = set()
+        if placing.has_plan(self.staging):  # written straight to the files that want them, where it is safe
+            with self.locked():
+                if self.recovering():
+                    written = placing.place_arrived(self.root, self.staging, self.tmp, items)
         names = self.staged_names()
-        fresh = {d: data for d, data in items if d not in names}  # a content staged whole is not kept twice
+        fresh = {d: data for d, data in items if d not in names and d not in written}  # nothing is kept twice
         if fresh:
             packs.write(self.staging, self.tmp, fresh.items(), STAGED_MODE)
         return [d for d, _ in items]
@@ -237,6 +245,8 @@ class Area:
         for e in base:
             if e.type == "f":
                 in_tree.setdefault(e.hash, []).append(e.path)
+        for path, digest in placed.items():  # copied from there, verified, wherever else it is needed
+            in_tree.setdefault(digest, []).append(path)
         missing: dict[str, None] = {}
         for e in entries:
             if e.type != "f":
@@ -310,7 +320,7 @@ class Area:
         """Make the tree match ``entries`` exactly (after :meth:`gather` found every content)."""
         assert self.plan is not None, "gather() first"
         self.applying.touch()
-        placing.drop_ledger(self.staging)  # the plan holds what it said; the tree changes from here on
+        placing.forget(self.staging)  # self.plan holds what the ledgers said; the tree changes from here on
         st = os.lstat(self.staging)  # a staged file belongs to this process's user, and group unless set-group-ID
         gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
         staged = (os.geteuid(), gid, STAGED_MODE)

@@ -19,6 +19,7 @@ from appliance.ingest import manifest
 from appliance.ingest.errors import ProtocolError
 
 SUFFIX = ".pack"
+MAX_BYTES = 16 * 1024 * 1024  # a pack message holds at most this much, as any message with content
 MAX_INDEX = 4 * 1024 * 1024
 
 

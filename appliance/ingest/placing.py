@@ -3,50 +3,156 @@
 A commit that follows a clean one changes only what differs from the last manifest, which is quick. The first
 commit of a client (and one after an interrupted commit) has no such base: it writes every file, and for a tree of
 many small files that is most of the commit's time. So, for such an area only, the agent may send the job's
-manifest ahead of the commit, once every pack has arrived (``POST /jobs/<id>/prepare``, docs/agent-protocol.md):
-the appliance then creates the directories and writes each file whose content lies in a staged pack, at a path
-the last manifest does not have, while the large contents are still on their way (what the last manifest
-has is changed by commits only). Nothing of this is a recovery point: the tree of such an area is not
-trusted until a commit has finished, and that commit walks it and makes it match its manifest as it always does.
+manifest ahead of the commit (``POST /jobs/<id>/prepare``, docs/agent-protocol.md). The appliance then creates the
+directories, writes each file whose content already lies in a staged pack, and keeps a plan
+(``staging/placing.json``: content hash → the files that want it) of the others, so that each pack arriving later
+is written straight to its files instead of being staged as a pack. Only paths the last manifest does not have are
+written: what it has is changed by commits only (a commit may need to copy a renamed file from there). Nothing of
+this is a recovery point: the tree of such an area is not trusted until a commit has finished, and that commit
+walks it and makes it match its manifest as it always does.
 
-What was written is recorded in ``staging/placed.json`` (path → hash), written only after every file it names,
-so on ZFS the record never survives a crash without the files. The commit trusts a file of the record only if it
-is still the regular file that was written (size, owner, mode, mtime), and removes the record before it changes
-anything, as a new ``prepare`` does before it writes: a record is never left naming a file that was changed.
+What was written is recorded in ledgers, ``staging/placed.json`` and one ``staging/placed-<id>.json`` per pack
+(path → hash), each written only after the files it names, so on ZFS a ledger never survives a crash without its
+files. A content written to the tree this way is not kept in staging: the ledger is the record that it arrived, and
+a commit copies it from there (verified by hash) wherever else it is needed. The commit trusts a file of a ledger
+at its own path only if it is still the regular file that was written (size, owner, mode, mtime), and removes the
+ledgers and the plan before it changes anything, as a new ``prepare`` does with the ledgers: a ledger is never
+left naming a file that was changed, and no pack is written through a directory a commit may have replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from appliance.ingest import packs, tree
 from appliance.ingest.manifest import Entry
 
 LEDGER = "placed.json"
+PLAN = "placing.json"
+
+
+def _ledgers(staging: Path) -> list[str]:
+    return [n for n in os.listdir(staging) if n.startswith("placed") and n.endswith(".json")]
 
 
 def load_ledger(staging: Path) -> dict[str, str]:
-    """The files the last ``prepare`` wrote (path → hash); empty if there is none or it cannot be read."""
-    try:
-        raw = json.loads((staging / LEDGER).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    return {p: d for p, d in raw.items() if isinstance(p, str) and isinstance(d, str)}
+    """The files written ahead (path → hash), from every ledger that can be read."""
+    placed: dict[str, str] = {}
+    for name in sorted(_ledgers(staging)):
+        try:
+            raw = json.loads((staging / name).read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict):
+            placed.update({p: d for p, d in raw.items() if isinstance(p, str) and isinstance(d, str)})
+    return placed
 
 
 def drop_ledger(staging: Path) -> None:
-    (staging / LEDGER).unlink(missing_ok=True)
+    for name in _ledgers(staging):
+        (staging / name).unlink(missing_ok=True)
 
 
-def _save_ledger(staging: Path, tmp: Path, placed: dict[str, str]) -> None:
-    part = tmp / LEDGER
+def forget(staging: Path) -> None:
+    """Before a commit changes the tree: no ledger and no plan survive it."""
+    drop_ledger(staging)
+    (staging / PLAN).unlink(missing_ok=True)
+
+
+def _save_ledger(staging: Path, tmp: Path, placed: dict[str, str], name: str = LEDGER) -> None:
+    part = tmp / name
     part.write_text(json.dumps(placed, separators=(",", ":")))
-    os.replace(part, staging / LEDGER)
+    os.replace(part, staging / name)
+
+
+def placed_contents(root: Path, staging: Path) -> set[str]:
+    """The contents of which a ledger names a file that is still a regular file: they need not be sent again."""
+    found = set()
+    for path, digest in load_ledger(staging).items():
+        st = tree.lstat(root / path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            found.add(digest)
+    return found
+
+
+# -- the plan for packs still to come ---------------------------------------------------------------------
+
+_PLANS: dict[str, tuple[tuple[int, int, int], dict[str, list[Entry]]]] = {}  # per process, by file
+_PLANS_LOCK = threading.Lock()
+
+
+def has_plan(staging: Path) -> bool:
+    return (staging / PLAN).exists()
+
+
+def _save_plan(staging: Path, tmp: Path, entries: Iterable[Entry]) -> None:
+    plan: dict[str, list[list[object]]] = {}
+    for e in entries:
+        plan.setdefault(e.hash, []).append([e.path, e.size, e.mode, e.uid, e.gid, e.mtime_ns])
+    part = tmp / PLAN
+    part.write_text(json.dumps(plan, separators=(",", ":")))
+    os.replace(part, staging / PLAN)
+
+
+def load_plan(staging: Path) -> dict[str, list[Entry]]:
+    """The files that want each content still to come (hash → entries), as the last ``prepare`` saw them; empty
+    if there is no plan or it cannot be read. Read once per process while it stays the same file."""
+    path = staging / PLAN
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _PLANS_LOCK:
+        known = _PLANS.get(str(path))
+    if known is not None and known[0] == key:
+        return known[1]
+    try:
+        raw = json.loads(path.read_bytes())
+        plan = {
+            digest: [Entry(p, "f", mode, uid, gid, mtime, size, digest) for p, size, mode, uid, gid, mtime in files]
+            for digest, files in raw.items()
+        }
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+    with _PLANS_LOCK:
+        _PLANS[str(path)] = (key, plan)
+    return plan
+
+
+def place_arrived(root: Path, staging: Path, tmp: Path, items: list[tuple[str, memoryview]]) -> set[str]:
+    """The contents of a pack that just arrived (verified) written to the files the plan has for them, each under
+    a directory that is still a real one; returns the contents written to at least one file, which need no pack.
+    The caller holds the area's lock."""
+    plan = load_plan(staging)
+    real: dict[str, bool] = {"": True}
+    jobs = [
+        (e, data, False)
+        for digest, data in items
+        for e in plan.get(digest, ())
+        if e.size == len(data) and _real_dir(root, e.path.rpartition("/")[0], real)
+    ]
+    if not jobs:
+        return set()
+    written = tree.write_files(root, jobs, strict=False)
+    placed = {e.path: e.hash for e, _, _ in jobs if e.path in written}
+    if placed:
+        _save_ledger(staging, tmp, placed, f"placed-{secrets.token_hex(8)}.json")
+    return set(placed.values())
+
+
+def _real_dir(root: Path, rel: str, known: dict[str, bool]) -> bool:
+    """``rel`` and each directory above it are real directories (not symlinks)."""
+    if rel not in known:
+        st = tree.lstat(root / rel)
+        known[rel] = _real_dir(root, rel.rpartition("/")[0], known) and st is not None and stat.S_ISDIR(st.st_mode)
+    return known[rel]
 
 
 def still_placed(root: Path, e: Entry) -> os.stat_result | None:
@@ -65,16 +171,17 @@ def still_placed(root: Path, e: Entry) -> os.stat_result | None:
 
 def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list[Entry]) -> int:
     """Write the files of ``entries`` (sorted, checked) whose content lies in a staged pack, with the directories
-    they need; returns how many were written. Only paths the last manifest (``base``) does not have are written:
-    what it has stays as it is for the commit, which may copy a renamed file from there. A file that is already in
-    place is left alone; anything unexpected on the way (a symlink or a file where a directory belongs) is left
-    for the commit, which sorts it out."""
+    they need, and keep the plan for the others; returns how many were written. Only paths the last manifest
+    (``base``) does not have are written: what it has stays as it is for the commit, which may copy a renamed file
+    from there. A file that is already in place is left alone; anything unexpected on the way (a symlink or a file
+    where a directory belongs) is left for the commit, which sorts it out."""
     placed = load_ledger(staging)
     drop_ledger(staging)  # from here on the tree may differ from what the record says
     in_base = {e.path for e in base}
     packed = packs.read_index(staging, os.listdir(staging))
     real_dirs = {""}
     todo: dict[str, list[tuple[Entry, packs.Item, bool]]] = {}
+    later: list[Entry] = []
     for e in entries:
         if e.path.rpartition("/")[0] not in real_dirs:
             continue  # under something that is not (yet) a real directory: left for the commit
@@ -84,16 +191,20 @@ def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list
             continue
         if e.type != "f":
             continue
-        item = packed.get(e.hash)
-        if item is None or item.size != e.size or e.path in in_base:
-            continue  # not in a pack, or the commit's to change
+        if e.path in in_base:
+            continue  # the commit's to change
         if placed.get(e.path) == e.hash and still_placed(root, e) is not None:
+            continue
+        item = packed.get(e.hash)
+        if item is None or item.size != e.size:
+            later.append(e)  # written when its pack arrives
             continue
         was_placed = placed.pop(e.path, None) is not None
         todo.setdefault(item.pack, []).append((e, item, was_placed))
     written = tree.write_from_packs(root, staging, todo, strict=False)
     placed.update({e.path: e.hash for files in todo.values() for e, _, _ in files if e.path in written})
     _save_ledger(staging, tmp, placed)
+    _save_plan(staging, tmp, (e for e in later if e.size <= packs.MAX_BYTES))
     return len(written)
 
 

@@ -266,25 +266,38 @@ def write_from_packs(
     is probably at its path already. Returns the paths written. Not ``strict``: a file that cannot be written is
     left out instead of stopping the rest."""
     done: set[str] = set()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        for name, files in by_pack.items():
-            data = memoryview(packs.read_pack(staging, name))
-
-            def write(job: tuple[Entry, packs.Item, bool], data: memoryview = data, name: str = name) -> str | None:
-                e, item, replaces = job
-                content = data[item.offset : item.offset + item.size]
-                try:
-                    if len(content) != e.size:
-                        raise OSError(f"the staged pack {name} is shorter than it says")  # noqa: TRY301
-                    _write_new(root / e.path, e, content, replaces)
-                except OSError:
-                    if strict:
-                        raise
-                    return None
-                return e.path
-
-            done.update(p for p in pool.map(write, files) if p is not None)  # the first error stops a strict run
+    for name, files in by_pack.items():
+        data = memoryview(packs.read_pack(staging, name))
+        jobs = []
+        for e, item, replaces in files:
+            content = data[item.offset : item.offset + item.size]
+            if len(content) != e.size:
+                if strict:
+                    raise OSError(f"the staged pack {name} is shorter than it says")
+                continue
+            jobs.append((e, content, replaces))
+        done |= write_files(root, jobs, strict=strict)
     return done
+
+
+def write_files(root: Path, jobs: list[tuple[Entry, memoryview, bool]], *, strict: bool = True) -> set[str]:
+    """Each file of ``jobs`` (entry, its content, whether something is probably at its path) created anew by
+    WRITERS threads; returns the paths written. Not ``strict``: a file that cannot be written is left out."""
+
+    def write(job: tuple[Entry, memoryview, bool]) -> str | None:
+        e, content, replaces = job
+        try:
+            _write_new(root / e.path, e, content, replaces)
+        except OSError:
+            if strict:
+                raise
+            return None
+        return e.path
+
+    if len(jobs) == 1:
+        return {p for p in map(write, jobs) if p is not None}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        return {p for p in pool.map(write, jobs) if p is not None}  # the first error stops a strict run
 
 
 def _write_new(path: Path, e: Entry, content: memoryview, replaces: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from appliance.ingest import placing
+from appliance.ingest import tree as tree_module
 from appliance.ingest.files import Area
 from appliance.ingest.manifest import Entry
 from tests.unit.test_ingest_tree import T0, commit, d, f, h, stage
@@ -18,6 +19,24 @@ from tests.unit.test_ingest_tree import T0, commit, d, f, h, stage
 
 def link(path: str, target: str) -> Entry:
     return Entry(path, "l", 0o777, os.getuid(), os.getgid(), T0, target=target)
+
+
+def watch_writes(area: Area, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths (from the area's root) opened for writing from now on."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def watch(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR):
+            opened.append(os.path.relpath(path, area.root))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", watch)
+    return opened
+
+
+def packs_in(area: Area) -> list[str]:
+    return [n for n in os.listdir(area.staging) if n.endswith(".pack")]
 
 
 @pytest.fixture
@@ -41,19 +60,14 @@ def test_a_first_backup_writes_packed_files_ahead_and_the_commit_keeps_them(
     assert placing.load_ledger(area.staging) == {"docs/a": h(a), "docs/b": h(b), "docs/b-copy": h(b)}
     assert commit(area, entries) == [h(big)]  # the commit still wants everything
     assert area.prepare(entries) == 0  # asked again: what is in place stays
-    stage(area, big)
-    opened: list[str] = []
-    real_open = os.open
-
-    def watch(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if flags & (os.O_WRONLY | os.O_RDWR):
-            opened.append(os.path.relpath(path, area.root))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", watch)
+    opened = watch_writes(area, monkeypatch)
+    stage(area, big)  # arrives after the prepare: written straight to its file, not kept as a pack
+    assert [p for p in opened if not p.startswith(".bulwark")] == ["big"]
+    assert len(packs_in(area)) == 1  # the one staged before the prepare
+    assert area.have([h(big)], []) == ([], {})  # not asked for again
+    opened.clear()
     assert commit(area, entries) == []
-    monkeypatch.setattr(os, "open", real_open)
-    assert [p for p in opened if not p.startswith(".bulwark")] == ["big"]  # only what arrived since
+    assert [p for p in opened if not p.startswith(".bulwark")] == []  # every file was kept as written
     assert (area.root / "big").read_bytes() == big
     assert stat.S_IMODE(os.stat(area.root / "docs").st_mode) == 0o750  # the directory's own mode, at the end
     assert os.stat(area.root / "docs" / "a").st_mtime_ns == T0
@@ -146,3 +160,84 @@ def test_an_unreadable_record_counts_as_none(area: Area) -> None:
     (area.staging / placing.LEDGER).write_text("{cut sh")
     assert commit(area, [f("a", a)]) == []
     assert (area.root / "a").read_bytes() == a
+
+
+def test_packs_arriving_after_a_prepare_are_written_to_their_files(area: Area) -> None:
+    a, b, c = b"alpha\n" * 30, b"beta\n" * 30, b"gamma\n" * 30
+    entries = sorted([d("x"), d("x/y", 0o700), f("x/a", a), f("x/y/b", b, mode=0o600), f("x/y/b2", b), f("c", c)],
+                     key=lambda e: e.path)  # fmt: skip
+    assert area.prepare(entries) == 0  # nothing has arrived: the directories are made, the plan kept
+    assert (area.root / "x" / "y").is_dir()
+    stage(area, a, b)
+    assert packs_in(area) == []  # both went straight to their files
+    assert (area.root / "x" / "a").read_bytes() == a and (area.root / "x" / "y" / "b2").read_bytes() == b
+    assert stat.S_IMODE(os.stat(area.root / "x" / "y" / "b").st_mode) == 0o600
+    assert os.stat(area.root / "x" / "a").st_mtime_ns == T0
+    assert placing.load_ledger(area.staging) == {"x/a": h(a), "x/y/b": h(b), "x/y/b2": h(b)}
+    assert area.have([h(a), h(b), h(c)], []) == ([h(c)], {})
+    stage(area, c)
+    assert commit(area, entries) == []
+    assert (area.root / "c").read_bytes() == c
+    assert os.listdir(area.staging) == [] and not area.recovering()
+
+
+def test_content_written_ahead_is_copied_where_else_it_is_wanted_and_checked(area: Area) -> None:
+    a, b = b"shared content\n" * 20, b"other content.\n" * 20  # the same size
+    stage(area, b)
+    assert commit(area, [f("kept", b)]) == []
+    area.applying.touch()  # an interrupted commit since
+    entries = [f("kept", a), f("new", a)]  # "kept" is the last manifest's: only the commit changes it
+    assert area.prepare(entries) == 0
+    stage(area, a)
+    assert packs_in(area) == [] and (area.root / "new").read_bytes() == a
+    assert (area.root / "kept").read_bytes() == b
+    assert commit(area, entries) == []  # copied from "new", verified by its hash
+    assert (area.root / "kept").read_bytes() == a and (area.root / "new").read_bytes() == a
+
+    area.applying.touch()
+    assert area.prepare([f("kept", a), f("new", a), f("third", b)]) == 0
+    stage(area, b)
+    (area.root / "third").write_bytes(a)  # changed behind the ledger, same size
+    assert area.have([h(b)], area.load_manifest()) == ([], {})  # still a file: the commit checks it
+    assert commit(area, [f("kept", b), f("third", b)]) == [h(b)]  # not b any more: asked for, nothing changed
+    assert (area.root / "kept").read_bytes() == a
+
+
+def test_a_commit_drops_the_plan_before_it_changes_the_tree(
+    area: Area, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    a = b"must stay inside\n"
+    assert area.prepare([d("docs"), f("docs/a", a)]) == 0
+    assert placing.load_plan(area.staging)
+    entries = [link("docs", str(outside))]  # the next manifest makes docs a symlink
+    base = area.load_manifest()
+    assert area.gather(entries, base) == []
+
+    def cut(*args: Any, **kwargs: Any) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(tree_module.Applier, "apply", cut)
+    with pytest.raises(OSError, match="power cut"):
+        area.apply(entries, base)
+    assert not placing.has_plan(area.staging)
+    monkeypatch.undo()
+    (area.root / "docs").rmdir()
+    os.symlink(outside, area.root / "docs")  # as the commit would have left it, had it gone on
+    stage(area, a)  # a pack of the old job, late: kept as a pack, nothing written
+    assert os.listdir(outside) == [] and len(packs_in(area)) == 1
+
+
+def test_a_pack_is_not_written_through_a_directory_replaced_since_the_prepare(area: Area, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    a, b = b"must stay inside\n", b"fine\n"
+    assert area.prepare([d("docs"), d("docs/sub"), f("docs/sub/a", a), f("b", b)]) == 0
+    os.rmdir(area.root / "docs" / "sub")
+    os.rmdir(area.root / "docs")
+    os.symlink(outside, area.root / "docs")  # not something the appliance does: checked all the same
+    (outside / "sub").mkdir()
+    stage(area, a, b)
+    assert os.listdir(outside / "sub") == [] and (area.root / "b").read_bytes() == b
+    assert len(packs_in(area)) == 1 and area.have([h(a), h(b)], []) == ([], {})  # a waits in a pack
