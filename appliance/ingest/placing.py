@@ -27,6 +27,7 @@ import os
 import secrets
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def placed_contents(root: Path, staging: Path) -> set[str]:
 
 # -- the plan for packs still to come ---------------------------------------------------------------------
 
-_PLANS: dict[str, tuple[tuple[int, int, int], dict[str, list[Entry]]]] = {}  # per process, by file
+_PLANS: OrderedDict[str, tuple[tuple[int, int, int], dict[str, list[Entry]]]] = OrderedDict()  # by file
+_PLANS_KEPT = 4  # plans kept per process (clients backing up at once), the oldest dropped first
 _PLANS_LOCK = threading.Lock()
 
 
@@ -123,6 +125,9 @@ def load_plan(staging: Path) -> dict[str, list[Entry]]:
         return {}
     with _PLANS_LOCK:
         _PLANS[str(path)] = (key, plan)
+        _PLANS.move_to_end(str(path))
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
     return plan
 
 

@@ -101,7 +101,8 @@ def agent_appliance(tmp: Path) -> Iterator[Appliance]:
     with running_appliance(tmp, pool_file_size="768M") as running:
         running.cli("client", "add", "acme", "--kind", "agent")
         running.cli("client", "add", "globex", "--kind", "agent")
-        running.cli("client", "add", "smbonly", "--kind", "smb")
+        running.cli("client", "add", "scattered", "--kind", "agent")  # its first backup is cut short
+        running.cli("client", "add", "smbonly", "--kind", "smb", "--schedule", "off")  # no point mid-test
         store = Store.open(Paths.resolve(str(running.data_dir)).db)
         try:  # the parent of restore clones, mounted once for the module rather than by its first test
             browse.ensure_browse_root(store, ZfsHost.detect(local_runner()))

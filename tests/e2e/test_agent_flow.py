@@ -225,3 +225,44 @@ def test_kill_9_of_the_appliance_mid_backup_leaves_no_point_and_the_next_run_res
     out = tmp_path / "out"
     agent_json(state, "restore", "--point", resumed["point"], "--to", str(out), str(src))
     assert diff_r(src, restored(out, src)).returncode == 0
+
+
+def test_small_files_written_on_arrival_are_not_sent_again_after_a_kill_9(appliance: Appliance, tmp_path: Path) -> None:
+    state = tmp_path / "state"  # a first backup of the client: its packs go straight to their files
+    enroll(appliance, "scattered", state)
+    src = tmp_path / "src"
+    for i in range(240):
+        write(src / f"dir-{i % 6}" / f"note-{i:03d}.txt", os.urandom(16 * 1024), mode=0o600 if i % 2 else 0o644)
+    write(src / "large.bin", os.urandom(3 * 1024 * 1024))
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = local_runner().spawn(
+            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "1024", str(src)],
+            stderr=out,
+            stdout=out,
+            inherit_env=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while _percent_sent(log) < 50:  # many packs have arrived, and with them their files
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.stop(sig=signal.SIGKILL)
+    assert points(state) == []
+    (area,) = appliance.data_dir.glob("mnt/*/clients/scattered/files")
+    staging = area / ".bulwark" / "staging"
+    arrived = [p for p in area.rglob("note-*.txt") if p.stat().st_size == 16 * 1024]
+    assert len(arrived) >= 40  # written to the tree as their packs arrived ...
+    assert not [n for n in os.listdir(staging) if n.endswith(".pack")]  # ... and not kept as packs as well
+
+    resumed = agent_json(state, "backup", str(src))
+    assert resumed["blobs_sent"] < 200  # of 241: the small files written before the kill are not asked for
+    assert resumed["written_ahead"] == 240  # kept by the commit: those of before the kill and the rest
+    out = tmp_path / "out"
+    agent_json(state, "restore", "--point", resumed["point"], "--to", str(out), str(src))
+    assert diff_r(src, restored(out, src)).returncode == 0
+    assert signature(restored(out, src)) == signature(src)
