@@ -76,6 +76,7 @@ def _compressed(data: bytes, headers: dict[str, str]) -> bytes:
 class Progress:
     def __init__(self, total: int, quiet: bool) -> None:
         self.total, self.quiet = total, quiet
+        self.settled = True  # False while the total may still grow: no line is shown then
         self.done = 0
         self.last = 0.0
         self.lock = threading.Lock()
@@ -88,7 +89,7 @@ class Progress:
         with self.lock:
             self.done += count
             now = time.monotonic()
-            if not self.quiet and (now - self.last > 1 or self.done >= self.total):
+            if not self.quiet and self.settled and (now - self.last > 1 or self.done >= self.total):
                 self.last = now
                 pct = 100 * self.done / self.total if self.total else 100
                 sys.stderr.write(f"\rsending {self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB ({pct:.0f}%)")
@@ -284,8 +285,9 @@ class Upload:
         items = [(d, *self.by_hash[d]) for d in small]
         futures += [self.pool.submit(self._pack, group) for group in _packs(items, pack_bytes)]
         futures += [self._content(d) for d in large[1:]]
+        self.progress.settled = True  # every total is known: the progress line may show
         try:
-            return sum(f.result() for f in futures)
+            return _total(futures)
         except BaseException:
             self.stop.set()
             raise
@@ -295,6 +297,15 @@ class Upload:
         if failed:
             self.stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _total(futures: list[concurrent.futures.Future[int]]) -> int:
+    """The sum of the uploads' results once all are done; the first failure is raised as soon as it happens."""
+    finished, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    for f in finished:
+        if f.exception() is not None:
+            return f.result()  # raises it
+    return sum(f.result() for f in futures)
 
 
 def _lead(found: scan.Scan) -> dict[str, Any] | None:
@@ -321,6 +332,7 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
         found = scan.walk(paths, cache)
         base = {e["path"]: e for e in opened["manifest"] if e.get("type") == "f" and e.get("blocks")}
         progress = Progress(0, quiet)
+        progress.settled = False
         upload = Upload(streams, job, found, base, progress)
         lead = _lead(found)
         if lead is not None:  # the content that takes longest to send goes first, while the rest is hashed
@@ -360,6 +372,8 @@ def run(state_dir: Path, paths: list[str], *, bwlimit: int = 0, quiet: bool = Fa
                     if digest not in by_hash:
                         raise
                     local, size = by_hash[digest]
+                    upload.sending.add(digest)
+                    progress.grow(size)
                     sent += _send(conn, job, digest, local, size, 0, progress)
         else:
             raise AgentError("the appliance kept asking for content", "run the backup again")

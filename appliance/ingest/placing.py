@@ -11,13 +11,16 @@ written: what it has is changed by commits only (a commit may need to copy a ren
 this is a recovery point: the tree of such an area is not trusted until a commit has finished, and that commit
 walks it and makes it match its manifest as it always does.
 
-What was written is recorded in ledgers, ``staging/placed.json`` and one ``staging/placed-<id>.json`` per pack
-(path → hash), each written only after the files it names, so on ZFS a ledger never survives a crash without its
-files. A content written to the tree this way is not kept in staging: the ledger is the record that it arrived, and
-a commit copies it from there (verified by hash) wherever else it is needed. The commit trusts a file of a ledger
-at its own path only if it is still the regular file that was written (size, owner, mode, mtime), and removes the
-ledgers and the plan before it changes anything, as a new ``prepare`` does with the ledgers: a ledger is never
-left naming a file that was changed, and no pack is written through a directory a commit may have replaced.
+What was written is recorded in ledgers (path → hash): ``staging/placed.json``, written by a prepare, and one
+``staging/placed-<time>-<id>.json`` per pack, a later one overriding an earlier one. Each is written only after
+the files it names, so on ZFS a ledger never survives a crash without its files. A content written to the tree
+this way is not kept in staging: the ledger is the record that it arrived, and a commit copies it from there
+(verified by hash) wherever else it is needed. A prepare and a commit remove the ledgers and the plan before they
+change anything; a prepare then records again only the files it keeps or writes, never a path of its new plan
+(the pack that arrives for it overwrites that file), and packs follow only the plan saved last. So the last
+ledger that names a path names what was last written there. The commit keeps a file of a ledger at its own path
+only if it is still the regular file that was written (size, owner, mode, mtime); no pack is written through a
+directory a commit may have replaced.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,9 +47,10 @@ def _ledgers(staging: Path) -> list[str]:
 
 
 def load_ledger(staging: Path) -> dict[str, str]:
-    """The files written ahead (path → hash), from every ledger that can be read."""
+    """The files written ahead (path → hash), from every ledger that can be read, a later one overriding an
+    earlier one (``placed.json`` is written first, then one per pack, named by the time it was written)."""
     placed: dict[str, str] = {}
-    for name in sorted(_ledgers(staging)):
+    for name in sorted(_ledgers(staging), key=lambda n: (n != LEDGER, n)):
         try:
             raw = json.loads((staging / name).read_bytes())
         except (OSError, ValueError):
@@ -86,6 +91,7 @@ def placed_contents(root: Path, staging: Path) -> set[str]:
 
 _PLANS: OrderedDict[str, tuple[tuple[int, int, int], dict[str, list[Entry]]]] = OrderedDict()  # by file
 _PLANS_KEPT = 4  # plans kept per process (clients backing up at once), the oldest dropped first
+_PLAN_CACHED_MAX = 250_000  # files in a plan kept in memory (some 60 MB); a larger one is read for each pack
 _PLANS_LOCK = threading.Lock()
 
 
@@ -123,6 +129,8 @@ def load_plan(staging: Path) -> dict[str, list[Entry]]:
         }
     except (OSError, ValueError, TypeError, AttributeError):
         return {}
+    if sum(len(files) for files in plan.values()) > _PLAN_CACHED_MAX:
+        return plan  # too large to keep in every web worker: read again for each pack
     with _PLANS_LOCK:
         _PLANS[str(path)] = (key, plan)
         _PLANS.move_to_end(str(path))
@@ -148,7 +156,7 @@ def place_arrived(root: Path, staging: Path, tmp: Path, items: list[tuple[str, m
     written = tree.write_files(root, jobs, strict=False)
     placed = {e.path: e.hash for e, _, _ in jobs if e.path in written}
     if placed:
-        _save_ledger(staging, tmp, placed, f"placed-{secrets.token_hex(8)}.json")
+        _save_ledger(staging, tmp, placed, f"placed-{time.time_ns():020d}-{secrets.token_hex(4)}.json")
     return set(placed.values())
 
 
@@ -181,7 +189,7 @@ def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list
     from there. A file that is already in place is left alone; anything unexpected on the way (a symlink or a file
     where a directory belongs) is left for the commit, which sorts it out."""
     placed = load_ledger(staging)
-    drop_ledger(staging)  # from here on the tree may differ from what the record says
+    forget(staging)  # the tree may differ from the ledgers from here on, and no pack follows an old plan
     in_base = {e.path for e in base}
     packed = packs.read_index(staging, os.listdir(staging))
     real_dirs = {""}
@@ -202,7 +210,8 @@ def place(root: Path, staging: Path, tmp: Path, entries: list[Entry], base: list
             continue
         item = packed.get(e.hash)
         if item is None or item.size != e.size:
-            later.append(e)  # written when its pack arrives
+            placed.pop(e.path, None)  # whatever was written there is replaced when the pack arrives
+            later.append(e)
             continue
         was_placed = placed.pop(e.path, None) is not None
         todo.setdefault(item.pack, []).append((e, item, was_placed))

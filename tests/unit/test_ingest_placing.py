@@ -203,15 +203,12 @@ def test_content_written_ahead_is_copied_where_else_it_is_wanted_and_checked(are
     assert (area.root / "kept").read_bytes() == a
 
 
-def test_a_commit_drops_the_plan_before_it_changes_the_tree(
-    area: Area, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    a = b"must stay inside\n"
+def test_a_commit_drops_the_plan_before_it_changes_the_tree(area: Area, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = b"planned\n" * 4, b"other\n" * 4
+    stage(area, b)
     assert area.prepare([d("docs"), f("docs/a", a)]) == 0
     assert placing.load_plan(area.staging)
-    entries = [link("docs", str(outside))]  # the next manifest makes docs a symlink
+    entries = [d("docs"), f("docs/b", b)]  # the next job's manifest: docs/a is gone
     base = area.load_manifest()
     assert area.gather(entries, base) == []
 
@@ -221,12 +218,27 @@ def test_a_commit_drops_the_plan_before_it_changes_the_tree(
     monkeypatch.setattr(tree_module.Applier, "apply", cut)
     with pytest.raises(OSError, match="power cut"):
         area.apply(entries, base)
-    assert not placing.has_plan(area.staging)
     monkeypatch.undo()
-    (area.root / "docs").rmdir()
-    os.symlink(outside, area.root / "docs")  # as the commit would have left it, had it gone on
-    stage(area, a)  # a pack of the old job, late: kept as a pack, nothing written
-    assert os.listdir(outside) == [] and len(packs_in(area)) == 1
+    assert not placing.has_plan(area.staging)
+    stage(area, a)  # a pack of the old job, late: kept as a pack, not written where the old plan said
+    assert not (area.root / "docs" / "a").exists() and len(packs_in(area)) == 2
+
+
+def test_the_last_ledger_names_what_was_last_written_at_a_path(area: Area) -> None:
+    one, two = b"first version\n", b"other version\n"  # the same size: only the ledger tells them apart
+    assert area.prepare([f("p", one)]) == 0  # a first backup, cut short after its pack arrived
+    stage(area, one)
+    assert placing.load_ledger(area.staging) == {"p": h(one)}
+    assert area.prepare([f("p", two)]) == 0  # the next run: p changed on the client
+    assert placing.load_ledger(area.staging) == {}  # p is the plan's now: its old record is gone
+    assert area.have([h(one)], []) == ([h(one)], {})
+    stage(area, two)
+    assert (area.root / "p").read_bytes() == two and placing.load_ledger(area.staging) == {"p": h(two)}
+    assert area.prepare([f("p", one)]) == 0  # and back: the file holds two, whatever its metadata says
+    stage(area, one)
+    assert placing.load_ledger(area.staging) == {"p": h(one)}
+    assert commit(area, [f("p", one)]) == []
+    assert (area.root / "p").read_bytes() == one
 
 
 def test_a_pack_is_not_written_through_a_directory_replaced_since_the_prepare(area: Area, tmp_path: Path) -> None:
@@ -241,3 +253,21 @@ def test_a_pack_is_not_written_through_a_directory_replaced_since_the_prepare(ar
     stage(area, a, b)
     assert os.listdir(outside / "sub") == [] and (area.root / "b").read_bytes() == b
     assert len(packs_in(area)) == 1 and area.have([h(a), h(b)], []) == ([], {})  # a waits in a pack
+
+
+def test_a_prepare_cut_short_leaves_no_old_plan_behind(area: Area, monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = b"version one\n", b"version two\n"
+    assert area.prepare([f("p", one)]) == 0
+    stage(area, two)
+    assert placing.has_plan(area.staging)
+
+    def cut(*args: Any, **kwargs: Any) -> set[str]:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(tree_module, "write_from_packs", cut)
+    with pytest.raises(OSError, match="power cut"):
+        area.prepare([f("p", two)])
+    monkeypatch.undo()
+    assert not placing.has_plan(area.staging)  # a late pack of "one" is not written to p by the old plan
+    stage(area, one)
+    assert not (area.root / "p").exists()
