@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.system.runner import local_runner
+from appliance.system.runner import Service, local_runner
 from tests.e2e.agent_helpers import (
     AGENT,
     agent,
@@ -121,13 +121,7 @@ def test_kill_9_mid_backup_leaves_no_point_and_the_next_run_resumes(appliance: A
         write(src / f"part-{i}.bin", os.urandom(3 * 1024 * 1024))
     before = points(state)
     log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
-        proc = local_runner().spawn(
-            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)],
-            stderr=out,
-            stdout=out,
-            inherit_env=True,
-        )
+    proc = _backup_in_background(state, src, 2048, log)
     try:
         deadline = time.monotonic() + 60
         while b"sending" not in log.read_bytes() or time.monotonic() < deadline - 55:
@@ -179,6 +173,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _backup_in_background(state: Path, src: Path, bwlimit_kib: int, log: Path) -> Service:
+    """``bulwark-agent backup`` under a bandwidth limit, its output (the progress line) going to ``log``."""
+    with open(log, "wb") as out:
+        return local_runner().spawn(
+            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", str(bwlimit_kib), str(src)],
+            stderr=out,
+            stdout=out,
+            inherit_env=True,
+        )
+
+
 def _percent_sent(log: Path) -> int:
     found = re.findall(rb"\((\d+)%\)", log.read_bytes())
     return int(found[-1]) if found else 0
@@ -194,13 +199,7 @@ def test_kill_9_of_the_appliance_mid_backup_leaves_no_point_and_the_next_run_res
         write(src / f"chunk-{i}.bin", os.urandom(3 * 1024 * 1024))
     before = points(state)
     log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
-        proc = local_runner().spawn(
-            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "2048", str(src)],
-            stderr=out,
-            stdout=out,
-            inherit_env=True,
-        )
+    proc = _backup_in_background(state, src, 2048, log)
     try:
         deadline = time.monotonic() + 60
         while _percent_sent(log) < 60:  # the first contents (one per connection) have arrived whole
@@ -235,13 +234,7 @@ def test_small_files_written_on_arrival_are_not_sent_again_after_a_kill_9(applia
         write(src / f"dir-{i % 6}" / f"note-{i:03d}.txt", os.urandom(16 * 1024), mode=0o600 if i % 2 else 0o644)
     write(src / "large.bin", os.urandom(3 * 1024 * 1024))
     log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
-        proc = local_runner().spawn(
-            [AGENT, "--state-dir", str(state), "backup", "--bwlimit", "1024", str(src)],
-            stderr=out,
-            stdout=out,
-            inherit_env=True,
-        )
+    proc = _backup_in_background(state, src, 1024, log)
     try:
         deadline = time.monotonic() + 60
         while _percent_sent(log) < 50:  # many packs have arrived, and with them their files
